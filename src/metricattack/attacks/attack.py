@@ -1,0 +1,58 @@
+"""An attack = model(s) + metric loss + step rule: perturb images so their features move as the loss says."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+@contextmanager
+def eval_mode(models: Sequence[nn.Module]):
+    """Put models in eval mode for the block and restore each one's mode afterwards."""
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(models, modes):
+            m.train(mode)
+
+
+class MetricAttack:
+    """Perturb images to maximise metric losses against fixed reference features, averaged over models.
+
+    For an ensemble of M models with references R_m: objective(x) = 1/M * sum_m loss_m(f_m(x), R_m, masks),
+    where each model's loss uses the distance that model is evaluated with.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], losses: Sequence[Callable[..., torch.Tensor]], step_rule) -> None:
+        if len(models) != len(losses) or not models:
+            raise ValueError("MetricAttack needs one loss per model and at least one model")
+        self.models = list(models)
+        self.losses = list(losses)
+        self.step_rule = step_rule
+
+    def __repr__(self) -> str:
+        return f"MetricAttack(models={len(self.models)}, losses={self.losses!r}, step_rule={self.step_rule!r})"
+
+    def perturb(
+        self,
+        images: torch.Tensor,  # (B,3,H,W) in [0,1]
+        references: Sequence[torch.Tensor],  # one (R,D_m) per model
+        own_mask: torch.Tensor,  # (B,R) bool
+        target_mask: torch.Tensor | None = None,  # (B,R) bool, targeted attacks only
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Adversarial images (detached), within the step rule's eps-ball and [0,1]."""
+        masks = (own_mask,) if target_mask is None else (own_mask, target_mask)
+
+        def objective(x: torch.Tensor) -> torch.Tensor:  # (B,)
+            losses = [loss(model(x), ref, *masks) for model, loss, ref in zip(self.models, self.losses, references)]
+            return torch.stack(losses).mean(dim=0)
+
+        with eval_mode(self.models):
+            return self.step_rule.run(images, objective, generator)

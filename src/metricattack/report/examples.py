@@ -1,0 +1,102 @@
+"""Ranking lists and adversarial examples of one attack setting, saved for the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from metricattack.attacks.campaign import AttackOutcome, Campaign
+from metricattack.data.writer import save_png
+from metricattack.evaluation import pairwise_distance, top_k_valid
+
+TOP_K = 10
+
+
+def example_queries(campaign: Campaign, outcome: AttackOutcome, count: int) -> torch.Tensor:
+    """Up to ``count`` query indices the attack aimed at, chosen reproducibly from the campaign seed."""
+    query_pids = campaign.query.pids
+    if len(outcome.query_indices):
+        candidates = outcome.query_indices
+    elif outcome.setting.goal == "targeted":
+        candidates = torch.isin(query_pids, outcome.gallery_targets).nonzero().flatten()
+    else:
+        candidates = torch.isin(query_pids, campaign.gallery.pids[outcome.gallery_indices]).nonzero().flatten()
+    order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(campaign.seed))
+    return candidates[order[:count]].sort().values
+
+
+def ranked(campaign: Campaign, spec, query_features, gallery_features, queries: torch.Tensor) -> torch.Tensor:
+    """Top-k valid gallery indices (len(queries), k) for some queries."""
+    distances = pairwise_distance(query_features[queries], gallery_features, metric=spec.metric, normalize=spec.normalize)
+    return top_k_valid(
+        distances.cpu(),
+        campaign.query.pids[queries],
+        campaign.gallery.pids,
+        campaign.query.camids[queries],
+        campaign.gallery.camids,
+        TOP_K,
+    )
+
+
+def write_examples(campaign: Campaign, outcome: AttackOutcome, out_dir: Path, count: int = 3) -> dict:
+    """Save the images of ``count`` ranking lists (before / after) and adversarial pairs under
+    ``out_dir/examples/<setting>/``; returns their description (paths relative to ``out_dir``)."""
+    named = campaign.targets[0]
+    folder = Path("examples") / outcome.setting.key
+    attacked_query = dict(zip(outcome.query_indices.tolist(), outcome.query_images))
+    attacked_gallery = dict(zip(outcome.gallery_indices.tolist(), outcome.gallery_images))
+    query_target = dict(zip(outcome.query_indices.tolist(), outcome.query_targets.tolist()))
+    gallery_target = dict(zip(outcome.gallery_indices.tolist(), outcome.gallery_targets.tolist()))
+
+    def image_path(side: str, index: int, adversarial: bool) -> str:
+        images, attacked = (campaign.query, attacked_query) if side == "query" else (campaign.gallery, attacked_gallery)
+        name = f"{side[0]}{index}{'_adv' if adversarial else ''}.png"
+        path = out_dir / folder / name
+        if not path.exists():
+            save_png(attacked[index] if adversarial else images.images[index].float().div(255), path)
+        return str(folder / name)
+
+    def entry(index: int, query_pid: int, target_pid: int | None, after: bool) -> dict:
+        """One gallery item of a list; ``target``: of the target identity, or planted for this query's identity."""
+        adversarial = after and index in attacked_gallery
+        pid = int(campaign.gallery.pids[index])
+        targeted = outcome.setting.goal == "targeted"
+        return {
+            "index": index,
+            "pid": pid,
+            "camid": int(campaign.gallery.camids[index]),
+            "match": pid == query_pid,
+            "attacked": adversarial,
+            "target": targeted and (pid == target_pid or (adversarial and gallery_target.get(index) == query_pid)),
+            "image": image_path("gallery", index, adversarial),
+        }
+
+    queries = example_queries(campaign, outcome, count)
+    spec = named.model.spec
+    clean_top = ranked(campaign, spec, *campaign.clean_features(named), queries)
+    attacked_top = ranked(campaign, spec, *outcome.features[named.name], queries)
+    lists = []
+    for row, query in enumerate(queries.tolist()):
+        pid = int(campaign.query.pids[query])
+        target = query_target.get(query) if outcome.setting.goal == "targeted" else None
+        lists.append(
+            {
+                "index": query,
+                "pid": pid,
+                "camid": int(campaign.query.camids[query]),
+                "target_pid": target,
+                "image": image_path("query", query, False),
+                "attacked_image": image_path("query", query, query in attacked_query),
+                "clean_top": [entry(i, pid, target, False) for i in clean_top[row].tolist() if i >= 0],
+                "attacked_top": [entry(i, pid, target, True) for i in attacked_top[row].tolist() if i >= 0],
+            }
+        )
+    pairs = [
+        {"side": "query", "pid": int(campaign.query.pids[i]), "original": image_path("query", i, False), "adversarial": image_path("query", i, True)}
+        for i in list(attacked_query)[:2]
+    ] + [
+        {"side": "gallery", "pid": int(campaign.gallery.pids[i]), "original": image_path("gallery", i, False), "adversarial": image_path("gallery", i, True), "target_pid": gallery_target.get(i)}
+        for i in list(attacked_gallery)[:4 - min(2, len(attacked_query))]
+    ]
+    return {"target_model": named.name, "rankings": lists, "pairs": pairs}

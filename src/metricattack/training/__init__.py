@@ -1,0 +1,1 @@
+"""Re-ID training: identity sampler, losses, augmentation, schedule and the loop."""

@@ -1,0 +1,148 @@
+"""The training loop: P x K batches, augmentation, softmax and/or triplet loss, a checkpoint every epoch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from metricattack.atomic import atomic_write
+from metricattack.data.base import Sample
+from metricattack.errors import InputError
+from metricattack.features import image_loader
+from metricattack.models.checkpoints import checkpoint_paths, load_state_strict, save_checkpoint
+from metricattack.models.reid import ReIDModel
+from metricattack.training.augment import TrainAugment
+from metricattack.training.losses import ReIDLoss
+from metricattack.training.samplers import RandomIdentitySampler, relabel
+from metricattack.training.schedule import build_scheduler
+
+CHECKPOINT_NAME = "model"
+STATE_NAME = "train_state.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings (BoT-style defaults scaled for small models)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    num_instances: int = 4
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    optimizer: str = "adam"
+    scheduler: str = "cosine"
+    warmup_epochs: int = 3
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    loss: str = "softmax+triplet"
+    label_smoothing: float = 0.1
+    margin: float = 0.3
+    flip: bool = True
+    erase_p: float = 0.5
+    seed: int = 0
+
+    def validate(self) -> None:
+        """One-line errors for options out of range."""
+        for name in ("epochs", "batch_size", "num_instances"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise InputError(f"--lr must be positive, got {self.lr}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise InputError(f"--optimizer: unknown optimizer {self.optimizer!r} (expected adam or sgd)")
+
+
+def build_optimizer(model: ReIDModel, config: TrainConfig) -> torch.optim.Optimizer:
+    """Adam or SGD (momentum 0.9) over the trainable parameters, with weight decay."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
+
+
+def load_train_images(
+    samples: list[Sample], image_size: tuple[int, int] | None, workers: int, progress: bool = True
+) -> torch.Tensor:
+    """All training images as one 8-bit tensor (N,3,H,W): read once, sampled from memory every epoch."""
+    loader = image_loader(samples, 256, image_size, workers)
+    chunks = [
+        images.mul(255).round().to(torch.uint8)
+        for images, _, _, _ in tqdm(loader, desc="reading images", disable=not progress, leave=False)
+    ]
+    return torch.cat(chunks)
+
+
+def train_model(
+    model: ReIDModel,
+    samples: list[Sample],
+    config: TrainConfig,
+    out_dir: str | Path,
+    device: torch.device,
+    resume: bool = False,
+    image_size: tuple[int, int] | None = None,
+    workers: int = 0,
+    progress: bool = True,
+    metadata: dict | None = None,
+) -> ReIDModel:
+    """Train ``model`` on ``samples`` (pids relabelled to 0..C-1); checkpoints to ``out_dir`` every epoch.
+
+    With ``resume`` the run continues after the last finished epoch and, since the sampler and the
+    augmentation are seeded per epoch, ends with the same weights as an uninterrupted run.
+    """
+    config.validate()
+    if not samples:
+        raise InputError("the training split is empty (expected bounding_box_train/ or train/ images)")
+    out_dir = Path(out_dir)
+    labels, _ = relabel([s.pid for s in samples])
+    labels = torch.tensor(labels)
+    num_classes = int(labels.max()) + 1
+    if model.classifier is None or model.classifier.out_features != num_classes:
+        raise InputError(f"the model has {model.spec.num_classes} classes but the training split has {num_classes} identities")
+    sampler = RandomIdentitySampler(labels.tolist(), config.batch_size, config.num_instances, seed=config.seed)
+    criterion = ReIDLoss(config.loss, num_classes, label_smoothing=config.label_smoothing, margin=config.margin)
+    augment = TrainAugment(flip=config.flip, erase_p=config.erase_p)
+    model.to(device)
+    optimizer = build_optimizer(model, config)
+    steps_per_epoch = len(sampler.batches())
+    scheduler = build_scheduler(
+        optimizer, config.scheduler, config.epochs, config.warmup_epochs, steps_per_epoch, config.milestones, config.gamma
+    )
+    start_epoch = 0
+    state_path = out_dir / STATE_NAME
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        load_state_strict(model, load_file(str(checkpoint_paths(out_dir / CHECKPOINT_NAME)[0])), out_dir)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch = int(state["epoch"]) + 1
+    images = load_train_images(samples, image_size, workers, progress)
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        sampler.set_epoch(epoch)
+        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        batches = sampler.batches()
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        totals: dict[str, float] = {}
+        for step, batch in enumerate(bar):
+            batch = torch.tensor(batch)
+            inputs = augment(images[batch].float().div(255), generator).to(device)
+            logits, features = model(inputs)
+            loss, parts = criterion(logits, features, labels[batch].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            for name, value in parts.items():
+                totals[name] = totals.get(name, 0.0) + value
+            bar.set_postfix({k: f"{v / (step + 1):.3f}" for k, v in totals.items()})
+        if progress:
+            summary = " ".join(f"{k} {v / max(len(batches), 1):.3f}" for k, v in totals.items())
+            tqdm.write(f"epoch {epoch + 1}/{config.epochs}: {summary} lr {scheduler.get_last_lr()[0]:.2e}")
+        save_checkpoint(out_dir / CHECKPOINT_NAME, model, train_config=asdict(config), epoch=epoch + 1, **(metadata or {}))
+        state = {"epoch": epoch, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        atomic_write(state_path, lambda tmp: torch.save(state, tmp))
+    return model.eval()

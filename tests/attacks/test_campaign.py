@@ -1,0 +1,214 @@
+"""Campaigns on tiny synthetic data: constraints, sides, goals, evaluation and saved images."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from metricattack.attacks.attack import MetricAttack
+from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, quantize, save_adversarial_images
+from metricattack.attacks.losses import NonTargetedMetricLoss
+from metricattack.attacks.steps import ATTACKS, build_step_rule
+from metricattack.data import load_dataset
+from metricattack.errors import InputError
+from metricattack.evaluation import evaluate_ranking, pairwise_distance
+
+
+@pytest.fixture(scope="module")
+def campaign(tiny_data, tiny_model):
+    named = NamedModel("tiny", tiny_model)
+    return Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0, progress=False)
+
+
+@pytest.fixture(scope="module")
+def exact_campaign(tiny_data, tiny_model):
+    """The same campaign without 8-bit rounding, to check the eps-ball exactly."""
+    named = NamedModel("tiny", tiny_model)
+    return Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0,
+                    quantize_images=False, progress=False)
+
+
+def originals(campaign, side, indices):
+    images = campaign.query.images if side == "query" else campaign.gallery.images
+    return images[indices].float() / 255
+
+
+@pytest.mark.parametrize(
+    "attack,side,goal", list(itertools.product(sorted(ATTACKS), ("gallery", "query", "both"), ("untargeted", "targeted")))
+)
+def test_every_attack_stays_in_the_linf_ball_and_the_image_range(exact_campaign, attack, side, goal):
+    eps = 4.0
+    outcome = exact_campaign.attack(AttackSetting(attack, eps, side, goal, steps=None if attack == "fgsm" else 2))
+    for part in ("query", "gallery"):
+        indices = getattr(outcome, f"{part}_indices")
+        adversarial = getattr(outcome, f"{part}_images")
+        attacked = side in (part, "both")
+        assert (len(indices) > 0) == attacked
+        if attacked:
+            delta = adversarial - originals(exact_campaign, part, indices)
+            assert delta.abs().max() <= eps / 255 + 1e-6
+            assert delta.abs().max() > 0
+            assert adversarial.min() >= 0 and adversarial.max() <= 1
+
+
+def test_l2_attack_stays_in_the_l2_ball(exact_campaign):
+    eps = 64.0
+    outcome = exact_campaign.attack(AttackSetting("pgd", eps, "gallery", norm="l2", steps=3))
+    delta = outcome.gallery_images - originals(exact_campaign, "gallery", outcome.gallery_indices)
+    assert delta.flatten(1).norm(dim=1).max() <= eps / 255 + 1e-5
+
+
+def test_quantized_images_are_8_bit_and_within_eps(campaign):
+    outcome = campaign.attack(AttackSetting("ifgsm", 3.0, "gallery", steps=3))
+    scaled = outcome.gallery_images * 255
+    assert torch.allclose(scaled, scaled.round(), atol=1e-4)
+    delta = outcome.gallery_images - originals(campaign, "gallery", outcome.gallery_indices)
+    assert delta.abs().max() <= 3 / 255 + 1e-6
+
+
+def test_the_side_not_attacked_is_unchanged(campaign):
+    outcome = campaign.attack(AttackSetting("ifgsm", 5.0, "gallery"))
+    assert len(outcome.query_indices) == 0
+    assert torch.equal(campaign.adversarial_side(outcome, "query"), campaign.query.images.float() / 255)
+    clean_query, _ = campaign.clean_features(campaign.targets[0])
+    campaign.evaluate_outcome(outcome, campaign.targets[0])
+    attacked_query, _ = outcome.features["tiny"]
+    assert torch.equal(attacked_query, clean_query)
+
+
+def test_gallery_attack_hits_only_images_of_query_identities(campaign):
+    outcome = campaign.attack(AttackSetting("fgsm", 5.0, "gallery"))
+    attacked_pids = set(campaign.gallery.pids[outcome.gallery_indices].tolist())
+    assert attacked_pids == set(campaign.query.pids.tolist())  # no distractors (0) or junk (-1)
+
+
+def random_sign_metrics(campaign, eps, generator):
+    """mAP after a random +-eps perturbation of the same gallery images."""
+    named = campaign.targets[0]
+    outcome = campaign.attack(AttackSetting("fgsm", eps, "gallery"))
+    images = originals(campaign, "gallery", outcome.gallery_indices)
+    signs = torch.randint(0, 2, images.shape, generator=generator).float() * 2 - 1
+    outcome.gallery_images = quantize((images + eps / 255 * signs).clamp(0, 1))
+    return campaign.evaluate_outcome(outcome, named)[0]["mAP"]
+
+
+def test_ifgsm_lowers_map_more_than_random_noise(campaign):
+    named = campaign.targets[0]
+    clean = campaign.clean_metrics(named).mAP
+    _, rows = campaign.run(AttackSetting("ifgsm", 8.0, "gallery"))
+    noise = random_sign_metrics(campaign, 8.0, torch.Generator().manual_seed(0))
+    assert rows[0]["mAP"] < noise - 0.05
+    assert rows[0]["mAP"] < 0.5 * clean
+    assert noise > rows[0]["mAP"]
+
+
+def target_ranks(campaign, distances, queries, targets):
+    """Rank (0-based) of the first gallery image of each query's target identity."""
+    order = distances[queries].argsort(dim=1, stable=True)
+    hits = campaign.gallery.pids[order] == targets[:, None]
+    return hits.float().argmax(dim=1).float()
+
+
+def test_targeted_attack_raises_the_target_rank(campaign):
+    named = campaign.targets[0]
+    setting = AttackSetting("ifgsm", 8.0, "query", "targeted")
+    outcome = campaign.attack(setting)
+    result, attacked = campaign.evaluate_outcome(outcome, named)
+    _, clean = campaign.evaluate(named, *campaign.clean_features(named))
+    before = target_ranks(campaign, clean, outcome.query_indices, outcome.query_targets)
+    after = target_ranks(campaign, attacked, outcome.query_indices, outcome.query_targets)
+    assert after.mean() < before.mean()
+    assert (outcome.query_targets != campaign.query.pids[outcome.query_indices]).all()
+    assert result["target_success_rank5"] >= result["target_success_rank1"] > 0
+
+
+def test_fixed_target_pid_and_a_missing_one(campaign):
+    target = int(campaign.gallery.pids[campaign.gallery.pids > 0][0])
+    outcome = campaign.attack(AttackSetting("fgsm", 5.0, "query", "targeted", target_pid=target))
+    assert set(outcome.query_targets.tolist()) == {target}
+    assert target not in campaign.query.pids[outcome.query_indices].tolist()
+    with pytest.raises(InputError, match="--target-pid 99999: no such identity"):
+        campaign.attack(AttackSetting("fgsm", 5.0, "query", "targeted", target_pid=99999))
+
+
+def test_same_seed_same_images(campaign):
+    setting = AttackSetting("pgd", 4.0, "gallery", steps=2)
+    first, second = campaign.attack(setting), campaign.attack(setting)
+    assert torch.equal(first.gallery_images, second.gallery_images)
+
+
+def test_saved_pngs_reload_to_the_metrics_computed_in_memory(campaign, tmp_path):
+    named = campaign.targets[0]
+    outcome, rows = campaign.run(AttackSetting("ifgsm", 5.0, "both"))
+    save_adversarial_images(campaign, outcome, tmp_path)
+    (tmp_path / "bounding_box_train").mkdir()
+    for sample in campaign.data.train[:1]:
+        (tmp_path / "bounding_box_train" / sample.path.split("/")[-1]).write_bytes(open(sample.path, "rb").read())
+    reloaded = load_dataset("market1501", tmp_path)
+    assert [s.pid for s in reloaded.gallery] == campaign.gallery.pids.tolist()
+    query = Campaign(reloaded, [named], [named], torch.device("cpu"), batch_size=16, progress=False)
+    metrics = query.clean_metrics(named)
+    assert metrics.mAP == pytest.approx(rows[0]["mAP"], abs=1e-6)
+    assert metrics.rank(1) == pytest.approx(rows[0]["rank1"], abs=1e-6)
+
+
+def test_batched_loss_equals_a_per_identity_loop_like_the_papers(campaign):
+    """The paper's code attacks one identity at a time: its gallery images against its query features."""
+    named = campaign.targets[0]
+    query_features, _ = campaign.clean_features(named)
+    spec = named.model.spec
+    loss = NonTargetedMetricLoss(metric=spec.metric, normalize=spec.normalize)
+    indices = torch.isin(campaign.gallery.pids, campaign.query.pids).nonzero().flatten()
+    images = campaign.gallery.images[indices].float() / 255
+    pids = campaign.gallery.pids[indices]
+    with torch.no_grad():
+        batched = loss(named.model(images), query_features, pids[:, None] == campaign.query.pids[None, :])
+        for pid in pids.unique():
+            own = pids == pid
+            features = named.model(images[own])
+            reference = query_features[campaign.query.pids == pid]
+            per_identity = pairwise_distance(features, reference, metric=spec.metric, normalize=spec.normalize).mean(dim=1)
+            assert torch.allclose(batched[own], per_identity, atol=1e-5)
+
+
+def test_attack_restores_the_model_mode(tiny_model):
+    tiny_model.train()
+    try:
+        attack = MetricAttack([tiny_model], [NonTargetedMetricLoss()], build_step_rule("ifgsm", 2 / 255, steps=1))
+        images = torch.rand(4, 3, 32, 16)
+        with torch.no_grad():
+            reference = tiny_model.eval()(images)
+        tiny_model.train()
+        attack.perturb(images, [reference], torch.eye(4, dtype=torch.bool))
+        assert tiny_model.training
+        assert all(p.grad is None for p in tiny_model.parameters())
+    finally:
+        tiny_model.eval()
+
+
+@pytest.mark.parametrize(
+    "setting,message",
+    [
+        (AttackSetting(eps=0), r"--eps must be in \(0, 255\]"),
+        (AttackSetting(eps=300), r"--eps must be in \(0, 255\]"),
+        (AttackSetting(attack="deepfool"), "unknown attack 'deepfool'"),
+        (AttackSetting(side="train"), "--side: unknown side 'train'"),
+        (AttackSetting(goal="dodge"), "--goal: unknown goal 'dodge'"),
+        (AttackSetting(norm="l1"), "l1"),
+        (AttackSetting(target_pid=3), "--target-pid is only meaningful with --goal targeted"),
+    ],
+)
+def test_bad_settings_raise_one_line_errors(campaign, setting, message):
+    with pytest.raises(InputError, match=message) as info:
+        campaign.attack(setting)
+    assert "\n" not in str(info.value)
+
+
+def test_clean_metrics_match_a_direct_evaluation(campaign):
+    named = campaign.targets[0]
+    query_features, gallery_features = campaign.clean_features(named)
+    distances = pairwise_distance(query_features, gallery_features, metric="euclidean", normalize=True)
+    direct = evaluate_ranking(distances, campaign.query.pids, campaign.gallery.pids, campaign.query.camids, campaign.gallery.camids)
+    assert campaign.clean_metrics(named).mAP == pytest.approx(direct.mAP)

@@ -1,0 +1,35 @@
+"""Shared fixtures: a tiny synthetic data set and a tiny model trained on it for a few steps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metricattack.data import load_dataset
+from metricattack.data.synthetic import SyntheticConfig, generate
+from metricattack.models import build_model
+from metricattack.training.loop import TrainConfig, train_model
+
+TINY = SyntheticConfig(train_ids=8, test_ids=6, cameras=3, height=32, width=16, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory):
+    """A tiny synthetic Market-1501 tree (written once per session)."""
+    return generate(tmp_path_factory.mktemp("data") / "tiny", TINY, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_root):
+    """The tiny tree parsed by the Market-1501 loader."""
+    return load_dataset("market1501", tiny_root)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_data, tmp_path_factory):
+    """A compact model (32x16 input) trained for a few epochs on the tiny training split."""
+    torch.manual_seed(0)
+    model = build_model("compact", num_classes=tiny_data.num_train_pids, input_size=(32, 16))
+    config = TrainConfig(epochs=4, batch_size=16, num_instances=4, lr=3e-3, warmup_epochs=1, seed=0)
+    train_model(model, tiny_data.train, config, tmp_path_factory.mktemp("train"), torch.device("cpu"), progress=False)
+    return model.eval()
