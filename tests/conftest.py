@@ -13,6 +13,12 @@ from metricattack.training.loop import TrainConfig, train_model
 TINY = SyntheticConfig(train_ids=8, test_ids=6, cameras=3, height=32, width=16, seed=3)
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Keep tests out of the user's cache folder."""
+    monkeypatch.setenv("METRICATTACK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):
     """A tiny synthetic Market-1501 tree (written once per session)."""

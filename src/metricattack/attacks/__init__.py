@@ -2,13 +2,25 @@
 
 from metricattack.attacks.attack import MetricAttack
 from metricattack.attacks.losses import NonTargetedMetricLoss, TargetedMetricLoss
-from metricattack.attacks.steps import ATTACKS, FGSM, IFGSM, MIFGSM, PGD, StepRule, build_step_rule, default_iterations
+from metricattack.attacks.steps import (
+    ATTACKS,
+    FGSM,
+    IFGSM,
+    MIFGSM,
+    NORMS,
+    PGD,
+    StepRule,
+    build_step_rule,
+    default_iterations,
+    pixels_to_fraction,
+)
 
 __all__ = [
     "ATTACKS",
     "FGSM",
     "IFGSM",
     "MIFGSM",
+    "NORMS",
     "PGD",
     "MetricAttack",
     "NonTargetedMetricLoss",
@@ -16,4 +28,5 @@ __all__ = [
     "TargetedMetricLoss",
     "build_step_rule",
     "default_iterations",
+    "pixels_to_fraction",
 ]

@@ -1,47 +1,85 @@
 """Metric losses to be maximised by an attack, one value per adversarial image.
 
-They know nothing about step rules: given the adversarial features, reference features (the other
-side's clean features) and masks saying which references are the image's own identity (and, for
-targeted attacks, the target identity), they return a (B,) tensor, so an image's gradient does not
-depend on which other images share its batch.
+They know nothing about step rules: given the adversarial features (B,D), the fixed reference
+features (R,D) (the other side's clean features) and boolean masks (B,R) saying which references are
+the image's own identity (and, for a targeted attack, the target identity), they return a (B,) tensor.
+Each value depends on its own image only, so an image's gradient does not depend on its batch.
+
+The paper's gallery attack (Bai et al., ``Gen_Adv.py``) maximises, for each gallery image g of an
+identity, sum_q MSE(f(q), f(g)) over that identity's query images q, on L2-normalised features:
+``NonTargetedMetricLoss("sqeuclidean", normalize=True)`` up to a positive per-image factor, which
+sign steps and MI-FGSM's mean-|grad| normalisation ignore.
 """
 
 from __future__ import annotations
 
 import torch
 
-from metricattack.evaluation.distance import pairwise_distance
+from metricattack.errors import InputError
+from metricattack.evaluation.distance import DISTANCE_METRICS, pairwise_distance
 
 
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Row means of ``values`` (B,R) over the True entries of ``mask``; 0 for an empty row."""
-    mask = mask.to(values.dtype)
-    return (values * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+def _check_metric(metric: str) -> None:
+    if metric not in DISTANCE_METRICS:
+        raise InputError(f"unknown distance {metric!r} (expected one of {', '.join(DISTANCE_METRICS)})")
+
+
+def _check_mask(mask: torch.Tensor, adv_features: torch.Tensor, reference_features: torch.Tensor, name: str) -> None:
+    expected = (adv_features.shape[0], reference_features.shape[0])
+    if mask.dtype != torch.bool or tuple(mask.shape) != expected:
+        raise ValueError(f"{name} must be a bool tensor of shape {expected}, got {mask.dtype} {tuple(mask.shape)}")
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Row means (B,) of ``values`` (B,R) over the True entries of ``mask``; 0 for an empty row."""
+    weights = mask.to(values.dtype)
+    return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
 class NonTargetedMetricLoss:
-    """L_i = mean_{j: own(i,j)} d(f(x_i + r_i), g_j): push each image away from its identity's references."""
+    """Push each adversarial image away from the references of its own identity.
+
+    L_i = 1/|O_i| * sum_{j in O_i} d(f(x_i + r_i), g_j),   O_i = {j : own_mask[i, j]},
+
+    with d = ``pairwise_distance(metric, normalize)``, the distance used for evaluation.
+    Every row of ``own_mask`` needs at least one True entry.
+    """
 
     def __init__(self, metric: str = "euclidean", normalize: bool = False) -> None:
+        _check_metric(metric)
         self.metric = metric
         self.normalize = normalize
 
     def __repr__(self) -> str:
         return f"NonTargetedMetricLoss(metric={self.metric!r}, normalize={self.normalize})"
 
-    def __call__(self, adv_features: torch.Tensor, reference_features: torch.Tensor, own_mask: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self,
+        adv_features: torch.Tensor,  # (B,D)
+        reference_features: torch.Tensor,  # (R,D)
+        own_mask: torch.Tensor,  # (B,R) bool
+    ) -> torch.Tensor:
+        """Per-image losses (B,) to maximise."""
+        _check_mask(own_mask, adv_features, reference_features, "own_mask")
         if not own_mask.any(dim=1).all():
             raise ValueError("every adversarial image needs at least one reference of its own identity")
-        distances = pairwise_distance(adv_features, reference_features, self.metric, self.normalize)
-        return masked_mean(distances, own_mask)
+        distances = pairwise_distance(adv_features, reference_features, self.metric, self.normalize)  # (B,R)
+        return _masked_mean(distances, own_mask)
 
 
 class TargetedMetricLoss:
-    """L_i = w * mean_{own} d(f(x_i + r_i), g_j) - mean_{target} d(f(x_i + r_i), g_j):
-    pull toward the target identity's references while pushing away from one's own (w = push_weight;
-    an image with no own reference only pulls)."""
+    """Pull each adversarial image toward a target identity's references, pushing it from its own.
+
+    L_i = w * 1/|O_i| * sum_{j in O_i} d(f(x_i + r_i), g_j) - 1/|T_i| * sum_{j in T_i} d(f(x_i + r_i), g_j),
+
+    with O_i, T_i the True entries of row i of ``own_mask`` / ``target_mask`` and w = ``push_weight``.
+    An image with no own reference (empty O_i) only pulls; every row needs a target reference.
+    """
 
     def __init__(self, metric: str = "euclidean", normalize: bool = False, push_weight: float = 1.0) -> None:
+        _check_metric(metric)
+        if push_weight < 0:
+            raise InputError(f"push_weight must be >= 0, got {push_weight:g}")
         self.metric = metric
         self.normalize = normalize
         self.push_weight = push_weight
@@ -50,9 +88,16 @@ class TargetedMetricLoss:
         return f"TargetedMetricLoss(metric={self.metric!r}, normalize={self.normalize}, push_weight={self.push_weight})"
 
     def __call__(
-        self, adv_features: torch.Tensor, reference_features: torch.Tensor, own_mask: torch.Tensor, target_mask: torch.Tensor
+        self,
+        adv_features: torch.Tensor,  # (B,D)
+        reference_features: torch.Tensor,  # (R,D)
+        own_mask: torch.Tensor,  # (B,R) bool
+        target_mask: torch.Tensor,  # (B,R) bool
     ) -> torch.Tensor:
+        """Per-image losses (B,) to maximise."""
+        _check_mask(own_mask, adv_features, reference_features, "own_mask")
+        _check_mask(target_mask, adv_features, reference_features, "target_mask")
         if not target_mask.any(dim=1).all():
             raise ValueError("every adversarial image needs at least one reference of its target identity")
-        distances = pairwise_distance(adv_features, reference_features, self.metric, self.normalize)
-        return self.push_weight * masked_mean(distances, own_mask) - masked_mean(distances, target_mask)
+        distances = pairwise_distance(adv_features, reference_features, self.metric, self.normalize)  # (B,R)
+        return self.push_weight * _masked_mean(distances, own_mask) - _masked_mean(distances, target_mask)

@@ -1,18 +1,23 @@
 """Step rules: how an objective is maximised within an eps-ball around images in [0,1].
 
-They know nothing about re-ID: ``run(images, objective)`` takes any per-image objective (B,) to
-maximise. The norm-specific parts (ascent direction, projection, random start) are small strategy
-objects, so FGSM, I-FGSM, MI-FGSM and PGD are one loop with different settings.
+They know nothing about re-ID: ``run(images, objective)`` takes any objective returning one value
+per image (B,) to maximise. The norm-specific parts (ascent direction, projection, random start) are
+small strategy objects in ``NORMS``, so FGSM, I-FGSM, MI-FGSM and PGD are one loop with different
+settings. eps and step sizes are fractions of 1; ``pixels_to_fraction`` converts the pixel units
+(out of 255) users type, once, at the boundary.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 
 from metricattack.errors import InputError
+
+_TINY = 1e-12  # floor for norms we divide by (the paper's code uses the same for MI-FGSM)
 
 
 def pixels_to_fraction(value: float, option: str) -> float:
@@ -23,19 +28,42 @@ def pixels_to_fraction(value: float, option: str) -> float:
 
 
 def default_iterations(eps_pixels: float) -> int:
-    """Kurakin et al.'s rule, used by the paper's code: int(min(eps + 4, 1.25 eps)), at least 1."""
-    return max(1, int(min(eps_pixels + 4, 1.25 * eps_pixels)))
+    """Kurakin et al.'s iteration count, as in the paper's code: int(min(eps + 4, 1.25 eps)), at least 1.
+
+    ``eps_pixels`` is in pixel units out of 255; a tiny tolerance absorbs the float error of
+    eps / 255 * 255 so that, e.g., 8 pixels gives 10 and not 9.
+    """
+    return max(1, int(min(eps_pixels + 4, 1.25 * eps_pixels) + 1e-9))
 
 
-def _per_image(values: torch.Tensor) -> torch.Tensor:
-    """Reshape (B,) to broadcast over (B,C,H,W)."""
-    return values.view(-1, *([1] * 3))
+def _per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Reshape per-image values (B,) to broadcast over ``like`` (B,C,H,W)."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def _l2_norms(tensor: torch.Tensor) -> torch.Tensor:
+    """Per-image L2 norms (B,)."""
+    return tensor.flatten(1).norm(dim=1)
+
+
+class Norm(Protocol):
+    """The geometry of a threat model: how to step, project and start at random."""
+
+    def direction(self, grad: torch.Tensor) -> torch.Tensor:
+        """The steepest-ascent direction of unit size for a gradient (B,C,H,W)."""
+        ...
+
+    def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
+        """The closest perturbation to ``delta`` inside the eps-ball."""
+        ...
+
+    def random_start(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+        """A random perturbation inside the eps-ball, shaped like ``like``."""
+        ...
 
 
 class LinfNorm:
-    """L-infinity: step along the gradient's sign; clip each pixel's change to [-eps, eps]."""
-
-    name = "linf"
+    """L∞: step along the gradient's sign; clip each pixel's change to [-eps, eps]; start uniform in the cube."""
 
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
         return grad.sign()
@@ -49,35 +77,39 @@ class LinfNorm:
 
 
 class L2Norm:
-    """L2: step along the gradient scaled to unit L2 norm per image; rescale changes longer than eps."""
-
-    name = "l2"
+    """L2: step along grad / ||grad||_2 per image; rescale longer changes to length eps;
+    start in a uniformly random direction at a radius uniform in [0, eps]."""
 
     def direction(self, grad: torch.Tensor) -> torch.Tensor:
-        return grad / _per_image(grad.flatten(1).norm(dim=1).clamp(min=1e-12))
+        return grad / _per_image(_l2_norms(grad).clamp(min=_TINY), grad)
 
     def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
-        norms = delta.flatten(1).norm(dim=1)
-        return delta * _per_image((eps / norms.clamp(min=1e-12)).clamp(max=1.0))
+        factors = (eps / _l2_norms(delta).clamp(min=_TINY)).clamp(max=1.0)
+        return delta * _per_image(factors, delta)
 
     def random_start(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
-        direction = self.direction(torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype))
+        gaussian = torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
         radius = torch.rand(like.shape[0], generator=generator, device=like.device, dtype=like.dtype) * eps
-        return direction * _per_image(radius)
+        return self.direction(gaussian) * _per_image(radius, like)
 
 
-NORMS = {"linf": LinfNorm(), "l2": L2Norm()}
+NORMS: dict[str, Norm] = {"linf": LinfNorm(), "l2": L2Norm()}
+
+
+def _check_steps(steps: int) -> None:
+    if steps < 1 or int(steps) != steps:
+        raise InputError(f"--steps must be an integer >= 1, got {steps}")
 
 
 class StepRule:
-    """Iterated gradient ascent with projection onto the eps-ball and [0,1] after every step.
+    """Iterated gradient ascent, projected onto the eps-ball around the originals and onto [0,1] after every step.
 
-    With ``momentum`` m (MI-FGSM, Dong et al.): g_t = m g_{t-1} + grad_t / mean(|grad_t|), and the step
-    follows g_t instead of grad_t. ``random_start`` begins from a uniform point of the ball (PGD).
-    eps and step_size are fractions of 1 (pixels / 255).
+    x_0 = x (or x + a random point of the ball), then for t = 1..steps:
+        g_t = grad_x sum_i objective(x_{t-1})_i            (each image's own gradient)
+        with momentum m (MI-FGSM): g_t = m g_{t-1} + g_t / mean(|g_t|)   (per image)
+        x_t = clip_[0,1](x + project_eps(x_{t-1} + step_size * direction(g_t) - x))
+    where direction is sign(g) under L∞ and g / ||g||_2 under L2. eps and step_size are fractions of 1.
     """
-
-    name = "steprule"
 
     def __init__(
         self,
@@ -89,106 +121,122 @@ class StepRule:
         momentum: float | None = None,
     ) -> None:
         if not 0 < eps <= 1:
-            raise InputError(f"--eps must be in (0, 255] pixel units (out of 255), got {eps * 255:g}")
-        if steps < 1:
-            raise InputError(f"--steps must be at least 1, got {steps}")
+            raise InputError(f"eps must be in (0, 1] as a fraction of 1 (pixels / 255), got {eps:g}")
+        _check_steps(steps)
         if not step_size > 0:
-            raise InputError(f"--step-size must be positive, got {step_size * 255:g}")
+            raise InputError(f"--step-size must be > 0, got {step_size:g}")
         if norm not in NORMS:
             raise InputError(f"--norm: unknown norm {norm!r} (expected one of {', '.join(NORMS)})")
+        if momentum is not None and not momentum >= 0:
+            raise InputError(f"--momentum must be >= 0, got {momentum:g}")
         self.eps = eps
         self.step_size = step_size
-        self.steps = steps
+        self.steps = int(steps)
         self.norm = norm
         self.random_start = random_start
         self.momentum = momentum
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(eps={self.eps:.5f} ({self.eps * 255:g}/255), step_size={self.step_size:.5f} "
-            f"({self.step_size * 255:g}/255), steps={self.steps}, norm={self.norm!r}, "
-            f"random_start={self.random_start}, momentum={self.momentum})"
+            f"{type(self).__name__}(eps={self.eps:.6g} ({self.eps * 255:.4g}/255), "
+            f"step_size={self.step_size:.6g} ({self.step_size * 255:.4g}/255), steps={self.steps}, "
+            f"norm={self.norm!r}, random_start={self.random_start}, momentum={self.momentum})"
         )
 
     def run(
         self,
-        images: torch.Tensor,
+        images: torch.Tensor,  # (B,C,H,W) in [0,1]
         objective: Callable[[torch.Tensor], torch.Tensor],
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Adversarial images maximising ``objective`` (per-image values (B,)); detached."""
-        norm = NORMS[self.norm]
+        """Adversarial images (detached) maximising ``objective``, which maps (B,C,H,W) to per-image values (B,).
+
+        Gradients are taken with ``torch.autograd.grad`` with respect to the images only, so the
+        parameters of a model inside ``objective`` get no ``.grad``; ``generator`` drives the random start.
+        """
         originals = images.detach()
-        delta = norm.random_start(originals, self.eps, generator) if self.random_start else torch.zeros_like(originals)
-        adversarial = (originals + delta).clamp(0, 1)
-        accumulated = None
-        for _ in range(self.steps):
-            adversarial.requires_grad_(True)
-            (grad,) = torch.autograd.grad(objective(adversarial).sum(), adversarial)
-            if self.momentum is not None:
-                grad = grad / _per_image(grad.abs().flatten(1).mean(dim=1).clamp(min=1e-12))
-                accumulated = grad if accumulated is None else self.momentum * accumulated + grad
-                grad = accumulated
-            stepped = adversarial.detach() + self.step_size * norm.direction(grad)
-            adversarial = (originals + norm.project(stepped - originals, self.eps)).clamp(0, 1)
+        if originals.numel() and (originals.min() < 0 or originals.max() > 1):
+            raise ValueError("images must be in [0, 1]")
+        norm = NORMS[self.norm]
+        start = norm.random_start(originals, self.eps, generator) if self.random_start else torch.zeros_like(originals)
+        adversarial = (originals + start).clamp(0, 1)
+        accumulated = None  # MI-FGSM's running gradient
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                adversarial.requires_grad_(True)
+                values = objective(adversarial)
+                if values.shape != originals.shape[:1]:
+                    raise ValueError(f"objective must return one value per image {tuple(originals.shape[:1])}, got {tuple(values.shape)}")
+                (grad,) = torch.autograd.grad(values.sum(), adversarial)
+                if self.momentum is not None:
+                    normalised = grad / _per_image(grad.abs().flatten(1).mean(dim=1).clamp(min=_TINY), grad)
+                    accumulated = normalised if accumulated is None else self.momentum * accumulated + normalised
+                    grad = accumulated
+                stepped = adversarial.detach() + self.step_size * norm.direction(grad)
+                adversarial = (originals + norm.project(stepped - originals, self.eps)).clamp(0, 1)
         return adversarial.detach()
 
 
 class FGSM(StepRule):
-    """Fast gradient sign method (Goodfellow et al.): one step of size eps."""
+    """Fast gradient (sign) method (Goodfellow et al., 2015): one step of size eps from the clean images.
 
-    name = "fgsm"
+    Images in [0,1]; eps is a fraction of 1. Under L2 the step is eps * grad / ||grad||_2.
+    """
 
     def __init__(self, eps: float, norm: str = "linf") -> None:
         super().__init__(eps, step_size=eps, steps=1, norm=norm)
 
 
 class IFGSM(StepRule):
-    """Iterative FGSM (Kurakin et al.): steps of 1/255 (L2: 2.5 eps / steps), default_iterations(eps) of them."""
+    """Iterative FGSM (Kurakin et al., 2017), as in Bai et al.: steps of 1/255, default_iterations(eps) of them.
 
-    name = "ifgsm"
+    Images in [0,1]; eps and step_size are fractions of 1.
+    """
 
-    def __init__(self, eps: float, step_size: float | None = None, steps: int | None = None, norm: str = "linf") -> None:
-        steps = steps if steps is not None else default_iterations(eps * 255)
-        if step_size is None:
-            step_size = 1 / 255 if norm == "linf" else 2.5 * eps / max(steps, 1)
-        super().__init__(eps, step_size, steps, norm)
+    def __init__(self, eps: float, step_size: float = 1 / 255, steps: int | None = None, norm: str = "linf") -> None:
+        super().__init__(eps, step_size, default_iterations(eps * 255) if steps is None else steps, norm)
 
 
 class MIFGSM(StepRule):
-    """Momentum iterative FGSM (Dong et al.): I-FGSM following the accumulated normalised gradient."""
+    """Momentum iterative FGSM (Dong et al., 2018): I-FGSM following g_t = m g_{t-1} + grad_t / mean(|grad_t|).
 
-    name = "mifgsm"
+    Images in [0,1]; eps and step_size are fractions of 1; momentum m = 1 as in Bai et al.
+    """
 
     def __init__(
-        self, eps: float, step_size: float | None = None, steps: int | None = None, momentum: float = 1.0, norm: str = "linf"
+        self, eps: float, step_size: float = 1 / 255, steps: int | None = None, momentum: float = 1.0, norm: str = "linf"
     ) -> None:
-        steps = steps if steps is not None else default_iterations(eps * 255)
-        if step_size is None:
-            step_size = 1 / 255 if norm == "linf" else 2.5 * eps / max(steps, 1)
+        steps = default_iterations(eps * 255) if steps is None else steps
         super().__init__(eps, step_size, steps, norm, momentum=momentum)
 
 
 class PGD(StepRule):
-    """Projected gradient descent (Madry et al.): random start, steps of 2.5 eps / steps."""
+    """Projected gradient descent (Madry et al., 2018): random start, steps of 2.5 eps / steps by default.
 
-    name = "pgd"
+    Images in [0,1]; eps and step_size are fractions of 1.
+    """
 
     def __init__(
         self, eps: float, step_size: float | None = None, steps: int = 10, norm: str = "linf", random_start: bool = True
     ) -> None:
-        super().__init__(eps, step_size if step_size is not None else 2.5 * eps / max(steps, 1), steps, norm, random_start)
+        _check_steps(steps)
+        super().__init__(eps, 2.5 * eps / steps if step_size is None else step_size, steps, norm, random_start)
 
 
 ATTACKS: dict[str, type[StepRule]] = {"fgsm": FGSM, "ifgsm": IFGSM, "mifgsm": MIFGSM, "pgd": PGD}
 
 
+def _flags(names: list[str]) -> str:
+    """Option names as command-line flags: ["step_size"] -> "--step-size"."""
+    return ", ".join("--" + name.replace("_", "-") for name in names)
+
+
 def build_step_rule(name: str, eps: float, **options) -> StepRule:
-    """A step rule by name; ``steps`` / ``step_size`` do not apply to FGSM (one step of eps)."""
+    """The step rule registered as ``name`` with eps (a fraction of 1) and its own keyword options."""
     if name not in ATTACKS:
         raise InputError(f"--attack: unknown attack {name!r} (expected one of {', '.join(ATTACKS)})")
-    if name == "fgsm":
-        extra = sorted(set(options) - {"norm"})
-        if extra:
-            raise InputError(f"--attack fgsm takes one step of size eps: drop {', '.join('--' + o.replace('_', '-') for o in extra)}")
+    accepted = [p for p in inspect.signature(ATTACKS[name]).parameters if p != "eps"]
+    extra = sorted(set(options) - set(accepted))
+    if extra:
+        raise InputError(f"--attack {name} does not take {_flags(extra)} (it takes {_flags(accepted)})")
     return ATTACKS[name](eps, **options)
