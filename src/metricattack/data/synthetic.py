@@ -432,8 +432,8 @@ def render_person(canvas: Canvas, look: Appearance, view: str, rng: np.random.Ge
     def head() -> None:
         canvas.capsule((0.0, 0.12), (0.0, 0.18), 0.022, skin)
         hair = look.hair if look.hat is None or look.hair_style == "long" else look.hat
-        if look.hair_style == "long" and view != "back":
-            canvas.box(-0.012 if side else 0.0, 0.15, 0.05 if side else 0.062, 0.09, look.hair, 0.03)
+        if look.hair_style == "long" and side:
+            canvas.box(-0.012, 0.15, 0.05, 0.09, look.hair, 0.03)
         face_u = 0.014 if side else 0.0
         if view == "back":
             canvas.ellipse(0.0, 0.075, 0.053, 0.07, look.hair if look.hair_style != "shaved" else skin * 0.85)
@@ -488,6 +488,8 @@ def render_person(canvas: Canvas, look: Appearance, view: str, rng: np.random.Ge
         hip_u = 0.048 * build
         lift = 0.025 * np.sin(phase)
         backpack_or_bag(behind=True)
+        if look.hair_style == "long" and view == "front":  # hangs behind the shoulders
+            canvas.box(0.0, 0.15, 0.064, 0.09, look.hair, 0.03, 0.8)
         leg(-hip_u, 0.04, max(lift, 0.0), 1.0)
         leg(hip_u, -0.04, max(-lift, 0.0), 1.0)
         lower_body()

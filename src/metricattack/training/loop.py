@@ -145,4 +145,5 @@ def train_model(
         save_checkpoint(out_dir / CHECKPOINT_NAME, model, train_config=asdict(config), epoch=epoch + 1, **(metadata or {}))
         state = {"epoch": epoch, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
         atomic_write(state_path, lambda tmp: torch.save(state, tmp))
+    optimizer.zero_grad(set_to_none=True)  # leave no gradients behind on the returned model
     return model.eval()
