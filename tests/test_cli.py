@@ -119,7 +119,7 @@ def test_report_command_rebuilds_the_page(data_root, weights, tmp_path):
         (["evaluate", "--data-root", "/nonexistent"], "needs --dataset"),
         (["evaluate", "--dataset", "market1501", "--data-root", "/nonexistent"], "/nonexistent: data root not found"),
         (["evaluate", "DATA", "--weights", "/nonexistent.pth", "--model", "resnet18"], "/nonexistent.pth: checkpoint not found"),
-        (["run", "--config", "/nonexistent.yaml"], "--config /nonexistent.yaml: file not found"),
+        (["run", "--config", "/nonexistent.yaml"], "--config /nonexistent.yaml: not found"),
         (["report", "/nonexistent"], "results.json: not found"),
     ],
 )

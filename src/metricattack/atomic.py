@@ -1,4 +1,4 @@
-"""Atomic writes: a file appears whole or not at all."""
+"""File helpers: atomic writes (a file appears whole or not at all) and checked reads."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from metricattack.errors import InputError
 
 
 def _umask() -> int:
@@ -39,3 +41,16 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def read_document(path: Path, parse: Callable[[str], object], errors: tuple[type[Exception], ...], label: str, expected: str):
+    """Read and parse a text file; a missing file or a parse error is a one-line InputError naming ``label``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{label}: not found (expected {expected})") from None
+    try:
+        return parse(text)
+    except errors as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{label}: not valid ({reason}; expected {expected})") from None

@@ -17,11 +17,11 @@ from metricattack.atomic import atomic_write_text
 from metricattack.config import apply_config
 from metricattack.data.synthetic import SyntheticConfig, contact_sheet, generate
 from metricattack.errors import InputError
-from metricattack.evaluation import evaluate_ranking, pairwise_distance
-from metricattack.features import extract_features
 from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.models import FORMAT_NAMES, build_model, load_model, model_names, save_checkpoint
+from metricattack.report.html import build_report
 from metricattack.report.results import text_table, transfer_matrix, write_results
+from metricattack.retrieval import evaluate_model, metrics_line
 from metricattack.runtime import choose_device, seed_everything
 from metricattack.sweep import DEFAULT_PLAN, base_record, prepare_out_dir, run_sweep, settings_from_config
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
@@ -93,21 +93,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     data = load_data(args.dataset, args.data_root, not args.no_progress)
     model, meta = load_model(args.model, args.weights, args.weights_format)
-    model.to(device)
+    metrics = evaluate_model(model.to(device), data, device, args.batch_size, args.flip, args.image_size,
+                             args.workers, args.ap, not args.no_progress)
     spec = model.spec
-    extract = dict(device=device, batch_size=args.batch_size, flip=args.flip, image_size=args.image_size,
-                   workers=args.workers, progress=not args.no_progress)
-    query = extract_features(model, data.query, desc="query", **extract)
-    gallery = extract_features(model, data.gallery, desc="gallery", **extract)
-    distances = pairwise_distance(query.features, gallery.features, metric=spec.metric, normalize=spec.normalize)
-    metrics = evaluate_ranking(distances, query.pids, gallery.pids, query.camids, gallery.camids,
-                               average_precision=args.ap)
     print(data.summary())
     print(f"model {spec.arch} ({args.weights or ('bundled default' if args.model is None else 'random weights')}), "
           f"distance {spec.metric}{' on L2-normalised features' if spec.normalize else ''}")
-    print(f"mAP {100 * metrics.mAP:.1f}  rank-1 {100 * metrics.rank(1):.1f}  rank-5 {100 * metrics.rank(5):.1f}  "
-          f"rank-10 {100 * metrics.rank(10):.1f}  mINP {100 * metrics.mINP:.1f}  "
-          f"({metrics.num_queries} queries, {metrics.num_skipped} skipped)")
+    print(metrics_line(metrics))
     if args.json:
         atomic_write_text(args.json, json.dumps({"dataset": data.name, "model": meta.get("spec"), **metrics.as_dict()}, indent=2) + "\n")
     return 0
@@ -129,13 +121,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     metadata = {"dataset": data.name, "train_command": args.command}
     train_model(model, data.train, config, out_dir, device, resume=args.resume, image_size=args.image_size,
                 workers=args.workers, progress=not args.no_progress, metadata=metadata)
-    query = extract_features(model, data.query, device, args.batch_size, image_size=args.image_size, progress=False)
-    gallery = extract_features(model, data.gallery, device, args.batch_size, image_size=args.image_size, progress=False)
-    distances = pairwise_distance(query.features, gallery.features, metric=model.spec.metric, normalize=model.spec.normalize)
-    metrics = evaluate_ranking(distances, query.pids, gallery.pids, query.camids, gallery.camids)
+    metrics = evaluate_model(model, data, device, args.batch_size, image_size=args.image_size, workers=args.workers,
+                             progress=False)
     path = save_checkpoint(out_dir / CHECKPOINT_NAME, model, epoch=config.epochs, train_config=asdict(config),
                            clean_metrics=metrics.as_dict(), **metadata)
-    print(f"mAP {100 * metrics.mAP:.1f}  rank-1 {100 * metrics.rank(1):.1f}  mINP {100 * metrics.mINP:.1f}")
+    print(metrics_line(metrics))
     print(f"wrote {path}")
     return 0
 
@@ -155,9 +145,7 @@ def main_model(args: argparse.Namespace) -> NamedModel:
     return NamedModel(name, model)
 
 
-def finish_run(args: argparse.Namespace, record: dict, out_dir: Path) -> None:
-    from metricattack.report.html import build_report
-
+def finish_run(record: dict, out_dir: Path) -> None:
     print(text_table(record), end="")
     print(f"results in {out_dir}/results.json, results.csv, results.md")
     print(f"report: {build_report(out_dir)}")
@@ -171,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     campaign = build_campaign(args, [victim], targets)
     record = run_sweep(campaign, settings, out_dir, args.command, resume=args.resume,
                        save_images=args.save_images, examples=args.examples)
-    finish_run(args, record, out_dir)
+    finish_run(record, out_dir)
     return 0
 
 
@@ -200,8 +188,6 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from metricattack.report.html import build_report
-
     print(f"report: {build_report(Path(args.run_dir))}")
     return 0
 

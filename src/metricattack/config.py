@@ -7,18 +7,14 @@ from pathlib import Path
 
 import yaml
 
+from metricattack.atomic import read_document
 from metricattack.errors import InputError
 
 
 def read_config(path: str | Path) -> dict:
     """Read a YAML mapping of option names (dashes or underscores) to values."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"--config {path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"--config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_document(path, yaml.safe_load, (yaml.YAMLError,), f"--config {path}", "a YAML file of options")
     if data is None:
         return {}
     if not isinstance(data, dict):

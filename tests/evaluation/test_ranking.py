@@ -1,105 +1,243 @@
-"""Ranking metrics against a slow per-query loop and a hand-worked example."""
+"""Ranking metrics against slow per-query loops and a hand-worked example."""
 
 import pytest
 import torch
 
 from metricattack.errors import InputError
-from metricattack.evaluation import evaluate_features, evaluate_ranking, pairwise_distance, top_k_valid
+from metricattack.evaluation import (
+    DISTANCE_METRICS,
+    RetrievalMetrics,
+    evaluate_features,
+    evaluate_ranking,
+    pairwise_distance,
+    top_k_valid,
+)
+from metricattack.evaluation import ranking
+
+
+# --- slow references, one query at a time in plain Python -------------------------------------
+def kept_gallery(distances: list[float], q_pid: int, q_cam: int, g_pids: list[int], g_cams: list[int]) -> list[int]:
+    """Gallery indices by distance (ties: gallery order), without junk and same-pid-same-camera items."""
+    order = sorted(range(len(distances)), key=lambda j: (distances[j], j))
+    return [j for j in order if g_pids[j] != -1 and not (g_pids[j] == q_pid and g_cams[j] == q_cam)]
+
+
+def torchreid_ap(raw_cmc: list[int]) -> float:
+    """torchreid eval_market1501: cumsum of matches / position, summed at the matches, over the matches."""
+    hits, total = 0, 0.0
+    for position, match in enumerate(raw_cmc):
+        hits += match
+        total += hits / (position + 1) * match
+    return total / sum(raw_cmc)
+
+
+def market_ap(raw_cmc: list[int]) -> float:
+    """Market-1501 compute_mAP (the paper's code): trapezoids between the precision before and at each hit."""
+    rows_good = [position for position, match in enumerate(raw_cmc) if match]
+    ngood, ap = len(rows_good), 0.0
+    for i in range(ngood):
+        d_recall = 1.0 / ngood
+        precision = (i + 1) / (rows_good[i] + 1)
+        old_precision = i / rows_good[i] if rows_good[i] != 0 else 1.0
+        ap += d_recall * (old_precision + precision) / 2
+    return ap
 
 
 def reference(distmat, q_pids, g_pids, q_cams, g_cams, max_rank, average_precision):
-    """One query at a time, written for clarity: returns (mAP, mINP, cmc, evaluated, skipped)."""
+    """(mAP, mINP, cmc, evaluated, skipped) from one query at a time."""
     aps, inps, cmcs, skipped = [], [], [], 0
-    for i in range(distmat.shape[0]):
-        order = sorted(range(distmat.shape[1]), key=lambda j: (float(distmat[i, j]), j))
-        kept = [j for j in order if g_pids[j] != -1 and not (g_pids[j] == q_pids[i] and g_cams[j] == q_cams[i])]
-        hits = [g_pids[j] == q_pids[i] for j in kept]
-        if not any(hits):
+    for i, row in enumerate(distmat.tolist()):
+        kept = kept_gallery(row, q_pids[i], q_cams[i], g_pids, g_cams)
+        raw_cmc = [int(g_pids[j] == q_pids[i]) for j in kept]
+        if not any(raw_cmc):
             skipped += 1
             continue
-        hit_ranks = [r + 1 for r, h in enumerate(hits) if h]  # 1-based ranks of true matches
-        if average_precision == "standard":
-            ap = sum((n + 1) / r for n, r in enumerate(hit_ranks)) / len(hit_ranks)
-        else:
-            ap = 0.0
-            for n, r in enumerate(hit_ranks):
-                before = 1.0 if r == 1 else n / (r - 1)
-                ap += (before + (n + 1) / r) / 2 / len(hit_ranks)
-        aps.append(ap)
-        inps.append(len(hit_ranks) / hit_ranks[-1])
-        cmcs.append([1.0 if hit_ranks[0] <= k else 0.0 for k in range(1, max_rank + 1)])
+        aps.append(torchreid_ap(raw_cmc) if average_precision == "standard" else market_ap(raw_cmc))
+        last = max(position for position, match in enumerate(raw_cmc) if match)
+        inps.append(sum(raw_cmc) / (last + 1))
+        cmcs.append([1.0 if any(raw_cmc[:k]) else 0.0 for k in range(1, max_rank + 1)])
     n = len(aps)
+    if n == 0:
+        return None
     return sum(aps) / n, sum(inps) / n, [sum(c[k] for c in cmcs) / n for k in range(max_rank)], n, skipped
 
 
-def random_problem(seed, num_query=12, num_gallery=40):
+def random_problem(seed: int):
+    """Integer distances (many ties), junk (-1), distractors (0), same-camera matches, a hopeless query."""
     generator = torch.Generator().manual_seed(seed)
-    distmat = torch.randint(0, 6, (num_query, num_gallery), generator=generator).double()  # many ties
+    num_query = int(torch.randint(1, 16, (), generator=generator))
+    num_gallery = int(torch.randint(1, 41, (), generator=generator))
+    dtype = (torch.float32, torch.float64)[seed % 2]
+    distmat = torch.randint(0, 6, (num_query, num_gallery), generator=generator).to(dtype)
     q_pids = torch.randint(1, 6, (num_query,), generator=generator)
-    g_pids = torch.randint(-1, 7, (num_gallery,), generator=generator)  # junk (-1), distractors (0), pid 6 never queried
+    g_pids = torch.randint(-1, 7, (num_gallery,), generator=generator)  # pid 6 is never queried
     q_cams = torch.randint(0, 3, (num_query,), generator=generator)
     g_cams = torch.randint(0, 3, (num_gallery,), generator=generator)
-    q_pids[0] = 99  # a query without any match
-    return distmat, q_pids, g_pids, q_cams, g_cams
+    if num_query > 1:
+        q_pids[0] = 99  # no match at all
+    max_rank = int(torch.randint(1, 13, (), generator=generator))
+    return (distmat, q_pids, g_pids, q_cams, g_cams), max_rank
 
 
-@pytest.mark.parametrize("seed", range(25))
-@pytest.mark.parametrize("average_precision", ["standard", "trapezoid"])
-@pytest.mark.parametrize("chunk_size", [None, 1, 5])
-def test_matches_the_reference_loop(seed, average_precision, chunk_size):
-    problem = random_problem(seed)
-    got = evaluate_ranking(*problem, max_rank=10, average_precision=average_precision, chunk_size=chunk_size)
-    mAP, mINP, cmc, evaluated, skipped = reference(*[p.tolist() if p.dim() == 1 else p for p in problem], 10, average_precision)
-    assert got.num_queries == evaluated and got.num_skipped == skipped >= 1
-    assert got.mAP == pytest.approx(mAP, abs=1e-12)
-    assert got.mINP == pytest.approx(mINP, abs=1e-12)
-    assert got.cmc == pytest.approx(cmc, abs=1e-12)
+@pytest.mark.parametrize("seed", range(60))
+def test_matches_the_reference_loop(seed):
+    problem, max_rank = random_problem(seed)
+    lists = [problem[0]] + [labels.tolist() for labels in problem[1:]]
+    for average_precision in ("standard", "trapezoid"):
+        expected = reference(*lists, max_rank, average_precision)
+        for chunk_size in (None, 1, 2, 7):
+            if expected is None:
+                with pytest.raises(InputError, match="none of the"):
+                    evaluate_ranking(*problem, max_rank, average_precision, chunk_size)
+                continue
+            got = evaluate_ranking(*problem, max_rank=max_rank, average_precision=average_precision, chunk_size=chunk_size)
+            mAP, mINP, cmc, evaluated, skipped = expected
+            assert (got.num_queries, got.num_skipped) == (evaluated, skipped)
+            assert got.mAP == pytest.approx(mAP, abs=1e-12)
+            assert got.mINP == pytest.approx(mINP, abs=1e-12)
+            assert got.cmc == pytest.approx(cmc, abs=1e-12) and len(got.cmc) == max_rank
+
+
+def test_random_problems_exercise_every_case():
+    """The randomized problems above contain ties, junk, same-camera matches and skipped queries."""
+    seen = {"tie": 0, "junk": 0, "same_camera_match": 0, "skipped": 0, "all_skipped": 0}
+    for seed in range(60):
+        (distmat, q_pids, g_pids, q_cams, g_cams), max_rank = random_problem(seed)
+        seen["tie"] += any(len(set(row)) < len(row) for row in distmat.tolist())
+        seen["junk"] += bool((g_pids == -1).any())
+        seen["same_camera_match"] += bool(((q_pids[:, None] == g_pids) & (q_cams[:, None] == g_cams)).any())
+        lists = [distmat] + [labels.tolist() for labels in (q_pids, g_pids, q_cams, g_cams)]
+        expected = reference(*lists, max_rank, "standard")
+        seen["all_skipped"] += expected is None
+        seen["skipped"] += expected is not None and expected[4] > 0
+    assert min(seen.values()) > 0, seen
 
 
 def test_hand_worked_example():
-    # Query 0 (pid 1, camera 0); gallery by distance: g0 (pid 1, cam 0: same camera, ignored),
-    # g1 (pid 2), g2 (pid 1, cam 1: hit at rank 2), g3 (junk, ignored), g4 (pid 3), g5 (pid 1, cam 2: hit at rank 4).
-    # Standard AP = (1/2 + 2/4) / 2 = 0.5; trapezoid AP = ((0/1 + 1/2)/2 + (1/3 + 2/4)/2) / 2 = (0.25 + 0.41667) / 2 = 0.33333.
-    # INP = 2 / 4 = 0.5; CMC: miss at 1, hit from rank 2.
-    # Query 1 (pid 3, camera 1): g4 (pid 3, cam 0) is its only match; ranked g4 first -> AP 1, INP 1, rank-1 hit.
-    distmat = torch.tensor([[0.0, 1, 2, 3, 4, 5], [5.0, 4, 3, 2, 0, 1]])
-    q_pids, g_pids = torch.tensor([1, 3]), torch.tensor([1, 2, 1, -1, 3, 1])
-    q_cams, g_cams = torch.tensor([0, 1]), torch.tensor([0, 0, 1, 0, 0, 2])
-    standard = evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=4)
-    assert standard.mAP == pytest.approx((0.5 + 1.0) / 2)
-    assert standard.mINP == pytest.approx((0.5 + 1.0) / 2)
-    assert standard.cmc == pytest.approx([0.5, 1.0, 1.0, 1.0])
-    trapezoid = evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=4, average_precision="trapezoid")
-    assert trapezoid.mAP == pytest.approx((((0 + 0.5) / 2 + (1 / 3 + 0.5) / 2) / 2 + 1.0) / 2)
-    # Valid lists: query 0 drops g0 (same camera) and g3 (junk); query 1 drops only g3 (junk).
-    assert top_k_valid(distmat, q_pids, g_pids, q_cams, g_cams, 6).tolist() == [[1, 2, 4, 5, -1, -1], [4, 5, 2, 1, 0, -1]]
+    # Gallery:  g0 pid 1 cam 0 | g1 pid 2 cam 0 | g2 pid 1 cam 1 | g3 junk | g4 pid 3 cam 0 | g5 pid 1 cam 2
+    # Query A (pid 1, cam 0), distances 0 2 2 1 3 3: stable order g0 g3 g1 g2 g4 g5 (g1 before g2 and g4
+    #   before g5 by gallery order). g0 is same pid + same camera and g3 junk, both removed: valid list
+    #   g1 g2 g4 g5, true matches g2 (rank 2) and g5 (rank 4), M = 2.
+    #   standard AP = (1/2 + 2/4) / 2 = 0.5
+    #   trapezoid AP = [(0/1 + 1/2)/2 + (1/3 + 2/4)/2] / 2 = (1/4 + 5/12) / 2 = 1/3
+    #   INP = 2/4 = 0.5; first hit at rank 2 -> CMC 0 1 1 1 1
+    # Query B (pid 3, cam 1), distances 5 4 3 2 0 1: order g4 g5 g3 g2 g1 g0; g3 (junk) removed;
+    #   g4 (pid 3, other camera) is the only match, at rank 1: AP 1 (both), INP 1, CMC 1 1 1 1 1.
+    # Query C (pid 2, cam 0): its only same-pid item g1 is in camera 0 -> no valid match, skipped.
+    # Means over A and B: mAP 0.75 (standard) or (1/3 + 1)/2 = 2/3 (trapezoid), mINP 0.75,
+    # CMC 0.5 1 1 1 1; 2 queries evaluated, 1 skipped.
+    distmat = torch.tensor([[0.0, 2, 2, 1, 3, 3], [5.0, 4, 3, 2, 0, 1], [1.0, 0, 2, 3, 4, 5]])
+    q_pids, g_pids = torch.tensor([1, 3, 2]), torch.tensor([1, 2, 1, -1, 3, 1])
+    q_cams, g_cams = torch.tensor([0, 1, 0]), torch.tensor([0, 0, 1, 0, 0, 2])
+    standard = evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=5)
+    assert standard.mAP == pytest.approx(0.75)
+    assert standard.mINP == pytest.approx(0.75)
+    assert standard.cmc == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0])
+    assert (standard.num_queries, standard.num_skipped) == (2, 1)
+    trapezoid = evaluate_ranking(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=5, average_precision="trapezoid")
+    assert trapezoid.mAP == pytest.approx(2 / 3)
+    assert trapezoid.mINP == standard.mINP and trapezoid.cmc == standard.cmc
+    # Valid lists (k = 7 > 6 gallery items, so -1 padded); C keeps g0 (pid 1) and drops g1 and g3.
+    top = top_k_valid(distmat, q_pids, g_pids, q_cams, g_cams, 7)
+    assert top.dtype == torch.long
+    assert top.tolist() == [[1, 2, 4, 5, -1, -1, -1], [4, 5, 2, 1, 0, -1, -1], [0, 2, 4, 5, -1, -1, -1]]
+    assert standard.as_dict() == {
+        "mAP": pytest.approx(0.75), "mINP": pytest.approx(0.75), "rank1": 0.5, "rank5": 1.0, "rank10": None,
+        "num_queries": 2, "num_skipped": 1,
+    }  # fmt: skip
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_top_k_valid_matches_the_loop(seed):
-    distmat, q_pids, g_pids, q_cams, g_cams = random_problem(seed)
-    top = top_k_valid(distmat, q_pids, g_pids, q_cams, g_cams, 8)
-    for i in range(distmat.shape[0]):
-        order = sorted(range(distmat.shape[1]), key=lambda j: (float(distmat[i, j]), j))
-        kept = [j for j in order if g_pids[j] != -1 and not (g_pids[j] == q_pids[i] and g_cams[j] == q_cams[i])]
-        expected = (kept + [-1] * 8)[:8]
-        assert top[i].tolist() == expected
+def test_rank_reads_the_cmc():
+    metrics = RetrievalMetrics(mAP=0.5, mINP=0.25, cmc=[0.1, 0.2, 0.3], num_queries=3, num_skipped=0)
+    assert metrics.rank(1) == 0.1 and metrics.rank(3) == 0.3
+    with pytest.raises(InputError, match="rank-4 is not known: the CMC covers ranks 1 to 3"):
+        metrics.rank(4)
+    with pytest.raises(InputError, match="rank-0"):
+        metrics.rank(0)
 
 
-def test_evaluate_features_equals_the_matrix_route():
+@pytest.mark.parametrize("seed", range(20))
+def test_top_k_valid_matches_the_loop(seed, monkeypatch):
+    (distmat, q_pids, g_pids, q_cams, g_cams), _ = random_problem(seed)
+    monkeypatch.setattr(ranking, "_CHUNK_BYTES", 3 * distmat.shape[1] * ranking._BYTES_PER_PAIR)  # 3 queries a chunk
+    for k in (1, 5, 50):
+        top = top_k_valid(distmat, q_pids, g_pids, q_cams, g_cams, k)
+        assert top.shape == (distmat.shape[0], k)
+        for i, row in enumerate(distmat.tolist()):
+            kept = kept_gallery(row, int(q_pids[i]), int(q_cams[i]), g_pids.tolist(), g_cams.tolist())
+            assert top[i].tolist() == (kept + [-1] * k)[:k]
+
+
+def test_automatic_chunks_stay_within_the_budget(monkeypatch):
+    assert ranking._auto_chunk_size(None, 82_161) * 82_161 * ranking._BYTES_PER_PAIR <= 256 * 2**20
+    assert ranking._auto_chunk_size(None, 10**9) == 1
+    # With a tiny budget the automatic chunking runs many chunks and still agrees with one chunk.
+    problem, max_rank = random_problem(4)
+    whole = evaluate_ranking(*problem, max_rank=max_rank, chunk_size=10**6)
+    monkeypatch.setattr(ranking, "_CHUNK_BYTES", 1)
+    assert evaluate_ranking(*problem, max_rank=max_rank) == whole
+
+
+@pytest.mark.parametrize("metric", DISTANCE_METRICS)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_evaluate_features_equals_the_matrix_route(metric, normalize):
     generator = torch.Generator().manual_seed(0)
     query, gallery = torch.randn(20, 8, generator=generator), torch.randn(50, 8, generator=generator)
-    labels = (torch.randint(1, 5, (20,), generator=generator), torch.randint(1, 5, (50,), generator=generator),
-              torch.randint(0, 3, (20,), generator=generator), torch.randint(0, 3, (50,), generator=generator))
-    direct = evaluate_ranking(pairwise_distance(query, gallery, "cosine"), *labels)
-    chunked = evaluate_features(query, gallery, *labels, metric="cosine", chunk_size=3)
-    assert chunked.mAP == pytest.approx(direct.mAP) and chunked.cmc == pytest.approx(direct.cmc)
+    labels = (
+        torch.randint(1, 5, (20,), generator=generator), torch.randint(-1, 5, (50,), generator=generator),
+        torch.randint(0, 3, (20,), generator=generator), torch.randint(0, 3, (50,), generator=generator),
+    )  # fmt: skip
+    for average_precision in ("standard", "trapezoid"):
+        direct = evaluate_ranking(pairwise_distance(query, gallery, metric, normalize), *labels, max_rank=10,
+                                  average_precision=average_precision)  # fmt: skip
+        for chunk_size in (None, 3):
+            chunked = evaluate_features(query, gallery, *labels, metric=metric, normalize=normalize, max_rank=10,
+                                        average_precision=average_precision, chunk_size=chunk_size)  # fmt: skip
+            assert (chunked.num_queries, chunked.num_skipped) == (direct.num_queries, direct.num_skipped)
+            assert chunked.mAP == pytest.approx(direct.mAP, abs=1e-12)
+            assert chunked.mINP == pytest.approx(direct.mINP, abs=1e-12)
+            assert chunked.cmc == pytest.approx(direct.cmc, abs=1e-12)
 
 
-def test_empty_and_hopeless_inputs_are_errors():
-    with pytest.raises(InputError, match="0 queries"):
+def test_a_distance_matrix_that_requires_grad_is_accepted():
+    query = torch.randn(4, 3, requires_grad=True)
+    distmat = pairwise_distance(query, query.detach())
+    labels = torch.tensor([1, 1, 2, 2]), torch.tensor([0, 1, 0, 1])
+    metrics = evaluate_ranking(distmat, labels[0], labels[0], labels[1], labels[1], max_rank=2)
+    assert metrics == evaluate_ranking(distmat.detach(), labels[0], labels[0], labels[1], labels[1], max_rank=2)
+    assert top_k_valid(distmat, labels[0], labels[0], labels[1], labels[1], 2).shape == (4, 2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    problem, max_rank = random_problem(2)
+    on_cpu = evaluate_ranking(*problem, max_rank=max_rank, average_precision="trapezoid")
+    on_cuda = evaluate_ranking(problem[0].cuda(), *problem[1:], max_rank=max_rank, average_precision="trapezoid")
+    assert on_cuda.mAP == pytest.approx(on_cpu.mAP) and on_cuda.cmc == pytest.approx(on_cpu.cmc)
+    assert torch.equal(top_k_valid(problem[0].cuda(), *problem[1:], 5).cpu(), top_k_valid(*problem, 5))
+
+
+def test_bad_inputs_are_errors():
+    one, two = torch.tensor([1]), torch.tensor([1, 2])
+    with pytest.raises(InputError, match="0 queries and 3 gallery images"):
         evaluate_ranking(torch.zeros(0, 3), torch.zeros(0), torch.zeros(3), torch.zeros(0), torch.zeros(3))
+    with pytest.raises(InputError, match="1 queries and 0 gallery images"):
+        evaluate_features(torch.zeros(1, 4), torch.zeros(0, 4), one, torch.zeros(0), one, torch.zeros(0))
     with pytest.raises(InputError, match="none of the 1 queries has a match"):
-        evaluate_ranking(torch.zeros(1, 2), torch.tensor([1]), torch.tensor([2, 1]), torch.tensor([0]), torch.tensor([0, 0]))
-    with pytest.raises(InputError, match="unknown average precision"):
-        evaluate_ranking(torch.zeros(1, 1), torch.tensor([1]), torch.tensor([1]), torch.tensor([0]), torch.tensor([1]), average_precision="x")
+        evaluate_ranking(torch.zeros(1, 2), one, torch.tensor([2, 1]), torch.tensor([0]), torch.tensor([0, 0]))
+    with pytest.raises(InputError, match="unknown average precision 'x'.*standard, trapezoid"):
+        evaluate_ranking(torch.zeros(1, 1), one, one, one, one, average_precision="x")
+    with pytest.raises(InputError, match="max_rank must be at least 1"):
+        evaluate_ranking(torch.zeros(1, 1), one, one, one, one, max_rank=0)
+    with pytest.raises(InputError, match="chunk_size must be at least 1"):
+        evaluate_ranking(torch.zeros(1, 1), one, one, one, one, chunk_size=0)
+    with pytest.raises(InputError, match=r"gallery_camids has shape \(2,\), expected \(1,\)"):
+        evaluate_ranking(torch.zeros(1, 1), one, one, one, two)
+    with pytest.raises(InputError, match=r"distmat must be a \(Q,G\) matrix"):
+        evaluate_ranking(torch.zeros(3), one, one, one, one)
+    with pytest.raises(InputError, match="k must be at least 1"):
+        top_k_valid(torch.zeros(1, 1), one, one, one, one, 0)
+    with pytest.raises(InputError, match=r"query_pids has shape \(2,\), expected \(1,\)"):
+        top_k_valid(torch.zeros(1, 1), two, one, one, one, 1)
+    with pytest.raises(InputError, match="unknown distance"):
+        evaluate_features(torch.zeros(1, 2), torch.zeros(1, 2), one, one, one, two[1:], metric="manhattan")

@@ -52,10 +52,10 @@ def test_missing_metadata_and_bad_json_are_one_line_errors(tmp_path):
     model = build_model("compact")
     save_checkpoint(tmp_path / "m", model)
     (tmp_path / "m.json").write_text("{not json")
-    with pytest.raises(InputError, match=r"m\.json: not valid JSON"):
+    with pytest.raises(InputError, match=r"m\.json: not valid \(.*expected the checkpoint's JSON metadata"):
         load_checkpoint(tmp_path / "m.safetensors")
     (tmp_path / "m.json").unlink()
-    with pytest.raises(InputError, match="metadata not found"):
+    with pytest.raises(InputError, match=r"m\.json: not found \(expected the checkpoint's JSON metadata"):
         load_checkpoint(tmp_path / "m.safetensors")
 
 

@@ -189,7 +189,7 @@ class Campaign:
         self._clean: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # --- features -------------------------------------------------------------------------
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: clean features are references inside the attacks' graphs
     def features(self, model: ReIDModel, images: torch.Tensor) -> torch.Tensor:
         """Features (on the device) of 8-bit or float images, in batches."""
         chunks = []

@@ -1,4 +1,11 @@
-"""A user's own data: ``ROOT/{train,query,gallery}/<pid>_c<cam>_<anything>.<ext>``, or a CSV list."""
+"""A user's own data: ``ROOT/{train,query,gallery}/<pid>_c<cam>_<anything>.<ext>``, or a CSV list.
+
+Folders: the camera in the name is 1-based (any positive number), pid -1 is junk (dropped), pid 0
+marks distractors (kept), as in Market-1501. CSV (``ROOT`` is the .csv file, or ``ROOT/list.csv``):
+header ``path,pid,camid,split``, path relative to the CSV's folder, camid 0-based, split one of
+train/query/gallery; rows with pid -1 are dropped like junk images. Without train the data set is
+for evaluation only; query and gallery are required.
+"""
 
 from __future__ import annotations
 
@@ -11,41 +18,54 @@ from metricattack.errors import InputError
 
 SPLITS = ("train", "query", "gallery")
 CSV_COLUMNS = ("path", "pid", "camid", "split")
+CSV_NAME = "list.csv"
+
+
+def parse_csv_row(row: dict[str | None, str | None], folder: Path) -> Sample | None:
+    """The sample of one CSV row (None for junk, pid -1); ValueError naming what is wrong."""
+    if None in row or None in row.values():
+        raise ValueError(f"expected 4 fields, got {[v for v in row.values() if v is not None]}")
+    try:
+        pid, camid = int(row["pid"]), int(row["camid"])
+    except ValueError:
+        raise ValueError(f"pid and camid must be integers, got pid={row['pid']!r} camid={row['camid']!r}") from None
+    if pid < -1 or camid < 0:
+        raise ValueError(f"expected pid >= -1 and camid >= 0 (0-based), got pid={pid} camid={camid}")
+    if row["split"] not in SPLITS:
+        raise ValueError(f"expected a split in {', '.join(SPLITS)}, got {row['split']!r}")
+    path = folder / row["path"]
+    if not row["path"] or not path.is_file():
+        raise ValueError(f"image {str(path)!r} not found (paths are relative to the CSV's folder)")
+    return None if pid == -1 else Sample(str(path), pid, camid)
 
 
 def read_csv(csv_path: Path) -> dict[str, list[Sample]]:
-    """Rows ``path,pid,camid,split`` (path relative to the CSV's folder, camid 0-based)."""
+    """Samples per split from a CSV with the header ``path,pid,camid,split``."""
     splits: dict[str, list[Sample]] = {split: [] for split in SPLITS}
-    with csv_path.open(newline="", encoding="utf-8") as handle:
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
             raise InputError(f"{csv_path}: expected the header {','.join(CSV_COLUMNS)}, got {reader.fieldnames}")
-        for number, row in enumerate(reader, 2):
+        for row in reader:
             try:
-                pid, camid = int(row["pid"]), int(row["camid"])
-            except (TypeError, ValueError):
-                raise InputError(f"{csv_path}:{number}: pid and camid must be integers, got {row}") from None
-            if row["split"] not in splits or camid < 0 or not row["path"]:
-                raise InputError(f"{csv_path}:{number}: expected a path, camid >= 0 and a split in {SPLITS}, got {row}")
-            splits[row["split"]].append(Sample(str(csv_path.parent / row["path"]), pid, camid))
+                sample = parse_csv_row(row, csv_path.parent)
+            except ValueError as exc:
+                raise InputError(f"{csv_path}:{reader.line_num}: {exc}") from None
+            if sample is not None:
+                splits[row["split"]].append(sample)
+    for split in ("query", "gallery"):
+        if not splits[split]:
+            raise InputError(f"{csv_path}: no {split} rows (expected query and gallery images; train is optional)")
     return splits
 
 
 def load_folder(root: Path) -> ReIDData:
-    """Folders per split with Market-style names (any camera number), or a CSV file (root or root/list.csv)."""
+    """Split folders with Market-style names (any camera number), or a CSV list (``root`` or ``root/list.csv``)."""
     root = Path(root)
-    csv_path = root if root.suffix == ".csv" else root / "list.csv"
+    csv_path = root if root.suffix.lower() == ".csv" else root / CSV_NAME
     if csv_path.is_file():
-        splits = read_csv(csv_path)
-        for split in ("query", "gallery"):
-            if not splits[split]:
-                raise InputError(f"{csv_path}: no {split} rows (expected query and gallery images)")
-        return ReIDData("folder", csv_path.parent, splits["train"], splits["query"], splits["gallery"])
-    train = parse_folder(root / "train", None, keep_distractors=False) if (root / "train").is_dir() else []
-    return ReIDData(
-        name="folder",
-        root=root,
-        train=train,
-        query=parse_folder(root / "query", None, keep_distractors=False),
-        gallery=parse_folder(root / "gallery", None, keep_distractors=True),
-    )
+        return ReIDData("folder", csv_path.parent, **read_csv(csv_path))
+    if not (root / "query").is_dir() or not (root / "gallery").is_dir():
+        raise InputError(f"{root}: expected query/ and gallery/ folders (train/ optional), or a {CSV_NAME} file")
+    train = parse_folder(root / "train") if (root / "train").is_dir() else []
+    return ReIDData("folder", root, train, parse_folder(root / "query"), parse_folder(root / "gallery"))

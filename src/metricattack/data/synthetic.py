@@ -34,9 +34,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
 from metricattack.atomic import atomic_write
+from metricattack.data.base import list_images
 from metricattack.errors import InputError
 
-RENDER_VERSION = 2  # bump when rendering or the split plan changes: cached trees are keyed by it
+RENDER_VERSION = 3  # bump when rendering or the split plan changes: cached trees are keyed by it
 SUPERSAMPLE = 2  # render at this multiple of the output size, then average down (anti-aliasing)
 JPEG_OPTIONS = {"format": "JPEG", "quality": 95, "subsampling": 0, "optimize": False, "progressive": False}
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
@@ -53,7 +54,9 @@ PALETTE = np.array(
 )  # fmt: skip
 MUTED = (0, 2, 3, 8, 9, 11)  # black, grey, navy, khaki, brown, denim: the usual trouser colours
 SKIN = np.array([(242, 206, 178), (226, 178, 140), (196, 140, 100), (150, 100, 66), (98, 64, 42)], dtype=np.float32)
-HAIR = np.array([(22, 18, 16), (60, 40, 26), (112, 76, 44), (196, 160, 100), (170, 170, 170), (128, 50, 30)], dtype=np.float32)
+HAIR = np.array(
+    [(22, 18, 16), (60, 40, 26), (112, 76, 44), (196, 160, 100), (170, 170, 170), (128, 50, 30)], dtype=np.float32
+)
 HAIR_WEIGHTS = np.array([0.34, 0.26, 0.14, 0.1, 0.08, 0.08])
 WALLS = np.array(
     [(150, 150, 145), (150, 84, 64), (88, 108, 128), (204, 188, 160), (64, 100, 58), (78, 78, 84), (180, 176, 190)],
@@ -102,7 +105,8 @@ class SyntheticConfig:
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.train_ids + self.test_ids > 1500:
-            raise InputError(f"--train-ids plus --test-ids must be at most 1500 (Market-1501 pids), got {self.train_ids + self.test_ids}")
+            total = self.train_ids + self.test_ids
+            raise InputError(f"--train-ids plus --test-ids must be at most 1500 (Market-1501 pids), got {total}")
         for name in ("height", "width"):
             if getattr(self, name) < 16:
                 raise InputError(f"--{name} must be at least 16 pixels, got {getattr(self, name)}")
@@ -253,7 +257,9 @@ def make_track(rng: np.random.Generator, camera: Camera) -> Track:
 
 
 # --- drawing ----------------------------------------------------------------------------------
-Colour = np.ndarray | Callable[[np.ndarray, np.ndarray], np.ndarray]
+Colour = np.ndarray | Callable[[np.ndarray, np.ndarray], np.ndarray]  # RGB, or a function of (U, V)
+Point = tuple[float, float]  # (u, v) in body units
+Window = tuple[tuple[slice, slice], np.ndarray, np.ndarray]  # pixel slices, U (1, w), V (h, 1)
 
 
 class Canvas:
@@ -264,7 +270,7 @@ class Canvas:
         self.pixels = pixels  # (H, W, 3) float32, drawn in place
         self.cx, self.top, self.ph, self.facing, self.light = cx, top, person_height, facing, light
 
-    def window(self, u0: float, u1: float, v0: float, v1: float) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray] | None:
+    def window(self, u0: float, u1: float, v0: float, v1: float) -> Window | None:
         """Pixel slices covering a body-unit box, and the body coordinates of their centres: U (1, w), V (h, 1)."""
         h, w = self.pixels.shape[:2]
         xa, xb = self.cx + self.facing * u0 * self.ph, self.cx + self.facing * u1 * self.ph
@@ -281,8 +287,6 @@ class Canvas:
         shape = (v.shape[0], u.shape[1])
         if mask.shape != shape:
             mask = np.broadcast_to(mask, shape)
-        if not mask.any():
-            return
         shade = (shading if shading.shape == shape else np.broadcast_to(shading, shape))[mask]
         rgb = colour(u, v)[mask] if callable(colour) else colour
         self.pixels[where][mask] = rgb * shade[:, None]
@@ -291,14 +295,15 @@ class Canvas:
         """Side lighting: ``across`` in -1..1 is the position across a part, in body units' direction."""
         return 1 + 0.14 * self.light * self.facing * across
 
-    def capsule(self, a: tuple[float, float], b: tuple[float, float], radius: float, colour: Colour, dim: float = 1.0) -> None:
+    def capsule(self, a: Point, b: Point, radius: float, colour: Colour, dim: float = 1.0) -> None:
         """A limb: the points within ``radius`` of the segment a-b, shaded like a cylinder."""
-        win = self.window(min(a[0], b[0]) - radius, max(a[0], b[0]) + radius, min(a[1], b[1]) - radius, max(a[1], b[1]) + radius)
+        u0, u1, v0, v1 = min(a[0], b[0]), max(a[0], b[0]), min(a[1], b[1]), max(a[1], b[1])
+        win = self.window(u0 - radius, u1 + radius, v0 - radius, v1 + radius)
         if win is None:
             return
         where, u, v = win
         du, dv = b[0] - a[0], b[1] - a[1]
-        t = np.clip(((u - a[0]) * du + (v - a[1]) * dv) / max(du * du + dv * dv, 1e-9), 0, 1)
+        t = np.minimum(np.maximum(((u - a[0]) * du + (v - a[1]) * dv) * (1 / max(du * du + dv * dv, 1e-9)), 0), 1)
         pu, pv = u - a[0] - t * du, v - a[1] - t * dv
         d2 = (pu * pu + pv * pv) / (radius * radius)
         self.fill(where, d2 <= 1, colour, dim * (1 - 0.3 * d2) * self.lit(pu / radius), u, v)
@@ -313,7 +318,9 @@ class Canvas:
         mask = d2 <= 1 if clip is None else (d2 <= 1) & clip(u, v)
         self.fill(where, mask, colour, dim * (1 - 0.25 * d2) * self.lit((u - cu) / ru), u, v)
 
-    def box(self, cu: float, cv: float, hu: float, hv: float, colour: Colour, radius: float = 0.0, dim: float = 1.0) -> None:
+    def box(
+        self, cu: float, cv: float, hu: float, hv: float, colour: Colour, radius: float = 0.0, dim: float = 1.0
+    ) -> None:
         """A rectangle (half sizes hu, hv) with rounded corners, shaded across."""
         win = self.window(cu - hu, cu + hu, cv - hv, cv + hv)
         if win is None:
@@ -326,7 +333,7 @@ class Canvas:
         mask = du * du + dv * dv <= radius * radius if radius > 0 else np.ones((v.shape[0], u.shape[1]), dtype=bool)
         self.fill(where, mask, colour, dim * (1 - 0.2 * across * across) * self.lit(across), u, v)
 
-    def band(self, cu: float, v0: float, v1: float, widths: tuple[tuple[float, float], ...], colour: Colour, dim: float = 1.0) -> None:
+    def band(self, cu: float, v0: float, v1: float, widths: tuple[Point, ...], colour: Colour, dim: float = 1) -> None:
         """A vertical band between v0 and v1 whose half width follows ``widths`` ((v, half width), ...),
         with rounded top corners: a torso or a skirt."""
         vs, hws = np.array([w[0] for w in widths]), np.array([w[1] for w in widths])
@@ -396,7 +403,7 @@ def render_person(canvas: Canvas, look: Appearance, view: str, rng: np.random.Ge
         forward = 0.022 if side else 0.0
         canvas.ellipse(ankle[0] + forward, ankle[1] + 0.018, 0.055 if side else 0.034, 0.024, shoes, dim * 0.9)
 
-    def arm(shoulder: tuple[float, float], swing: float, out: float, dim: float) -> None:
+    def arm(shoulder: Point, swing: float, out: float, dim: float) -> None:
         if side:
             elbow = (shoulder[0] + 0.16 * np.sin(swing), shoulder[1] + 0.16 * np.cos(swing))
             fore = swing + 0.25 + 0.3 * max(0.0, swing)
@@ -514,7 +521,8 @@ def background(camera: Camera, track: Track, height: int, width: int, rng: np.ra
         brick = 0.9 + 0.2 * np.modf(np.abs(np.sin(rows * 12.9898 + cols * 78.233)) * 43758.5453)[0]
         factor = np.where(mortar, 1.25, brick)
     elif camera.wall_kind == "panels":
-        factor = np.where((x % (26 * scale)) < 1.5 * scale, 0.6, 0.95 + 0.1 * ((x % (26 * scale)) / (26 * scale))) + 0 * y
+        position = (x % (26 * scale)) / (26 * scale)
+        factor = np.where(position < 1.5 / 26, 0.6, 0.95 + 0.1 * position) + 0 * y
     elif camera.wall_kind == "windows":
         glass = ((x % (30 * scale)) > 8 * scale) & ((y % (40 * scale)) > 10 * scale) & ((y % (40 * scale)) < 34 * scale)
         factor = np.where(glass, 0.45 + 0.15 * (y % (40 * scale)) / (40 * scale), 1.0)
@@ -528,7 +536,8 @@ def background(camera: Camera, track: Track, height: int, width: int, rng: np.ra
     ground = ground * np.where(tile_row | tile_col, 0.82, 1.0)[..., None] * (0.92 + 0.12 * (depth / height))[..., None]
     pixels = np.where((y < horizon)[..., None], wall, ground)
     blotches = rng.normal(0, 10, size=(5, 3, 3)).astype(np.float32)  # low-frequency dirt and light
-    blotches = np.asarray(Image.fromarray(np.uint8(np.clip(blotches + 128, 0, 255))).resize((width, height), Image.BICUBIC))
+    blotches = Image.fromarray(np.uint8(np.clip(blotches + 128, 0, 255))).resize((width, height), Image.BICUBIC)
+    blotches = np.asarray(blotches)
     return (pixels + blotches.astype(np.float32) - 128).astype(np.float32)
 
 
@@ -565,7 +574,12 @@ def downsample(pixels: np.ndarray, factor: int) -> np.ndarray:
 
 
 def render_image(
-    look: Appearance, camera: Camera, track: Track, config: SyntheticConfig, rng: np.random.Generator, junk: bool = False
+    look: Appearance,
+    camera: Camera,
+    track: Track,
+    config: SyntheticConfig,
+    rng: np.random.Generator,
+    junk: bool = False,
 ) -> Image.Image:
     """One image of an identity through a camera (``junk``: a bad crop showing little of the person)."""
     h, w = config.height, config.width
@@ -581,24 +595,21 @@ def render_image(
         top += rng.uniform(-0.5, 0.3) * big_h
     # the background is drawn at the output size: supersampling only smooths the person's edges
     pixels = background(camera, track, h, w, rng).repeat(SUPERSAMPLE, axis=0).repeat(SUPERSAMPLE, axis=1)
-    occluded = rng.random() < config.occlusion
-
     def passer_by() -> None:
         other = make_appearance(rng, config.palette_size)
         shift = rng.choice([-1, 1]) * rng.uniform(0.5, 0.8) * big_w
         scale = rng.uniform(0.9, 1.15)
-        canvas = Canvas(pixels, cx + shift, top - (scale - 1) * person_height, person_height * scale, int(rng.choice([-1, 1])), camera.light)
+        facing = int(rng.choice([-1, 1]))
+        other_top = top - (scale - 1) * person_height
+        canvas = Canvas(pixels, cx + shift, other_top, person_height * scale, facing, camera.light)
         render_person(canvas, other, VIEWS[int(rng.integers(3))], rng)
 
-    deferred = None
-    if occluded:
-        kind_rng = rng.random()
-        if kind_rng < 0.2:  # a passer-by behind the person
-            passer_by()
-        else:
-            deferred = kind_rng
+    occluded = rng.random() < config.occlusion
+    behind = occluded and rng.random() < 0.2
+    if behind:  # a passer-by behind the person
+        passer_by()
     render_person(Canvas(pixels, cx, top, person_height, facing, camera.light), look, view, rng)
-    if deferred is not None:
+    if occluded and not behind:
         add_occluder(pixels, rng, config.palette_size, camera.light, passer_by)
     pixels = downsample(pixels, SUPERSAMPLE) * rng.uniform(0.94, 1.06)  # per-image light flicker
     pixels = pixels * camera.gain * camera.white_balance
@@ -610,7 +621,8 @@ def render_image(
         image = image.resize(small, Image.BILINEAR).resize((w, h), Image.BILINEAR)
     if camera.blur > 0.1:
         image = image.filter(ImageFilter.GaussianBlur(camera.blur * h / 128))
-    noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, camera.noise * 255, size=(h, w, 3)).astype(np.float32)
+    noise = rng.standard_normal((h, w, 3), dtype=np.float32) * (camera.noise * 255)
+    noisy = np.asarray(image, dtype=np.float32) + noise
     return Image.fromarray(np.uint8(np.clip(noisy + 0.5, 0, 255)))
 
 
@@ -665,20 +677,28 @@ def expected_counts(config: SyntheticConfig) -> dict[str, int]:
     return counts
 
 
-def render_shot(config: SyntheticConfig, cameras: list[Camera], shot: Shot, frame: int) -> Image.Image:
-    """Render one planned image from its own generator (seeded by seed, pid, frame)."""
-    look = make_appearance(rng_for(config.seed, 3, shot.identity), config.palette_size)
-    track = make_track(rng_for(config.seed, 5, shot.identity, shot.camera), cameras[shot.camera - 1])
+def render_shot(
+    config: SyntheticConfig, cameras: list[Camera], shot: Shot, frame: int, looks: dict | None = None
+) -> Image.Image:
+    """Render one planned image from its own generator (seeded by seed, pid, frame); ``looks`` caches
+    the identities' appearances and tracks between calls."""
+    looks = {} if looks is None else looks
+    if shot.identity not in looks:
+        looks[shot.identity] = make_appearance(rng_for(config.seed, 3, shot.identity), config.palette_size)
+    if (shot.identity, shot.camera) not in looks:
+        camera = cameras[shot.camera - 1]
+        looks[(shot.identity, shot.camera)] = make_track(rng_for(config.seed, 5, shot.identity, shot.camera), camera)
     rng = rng_for(config.seed, 4, shot.pid + 1, frame)
+    look, track = looks[shot.identity], looks[(shot.identity, shot.camera)]
     return render_image(look, cameras[shot.camera - 1], track, config, rng, shot.junk)
 
 
 def render_chunk(job: tuple[SyntheticConfig, list[tuple[int, Shot, str]]]) -> int:
     """Render and save a list of (frame, shot, path); returns how many (a worker's unit of work)."""
     config, items = job
-    cameras = make_cameras(config)
+    cameras, looks = make_cameras(config), {}
     for frame, shot, path in items:
-        render_shot(config, cameras, shot, frame).save(path, **JPEG_OPTIONS)
+        render_shot(config, cameras, shot, frame, looks).save(path, **JPEG_OPTIONS)
     return len(items)
 
 
@@ -700,7 +720,8 @@ def generate(
     try:
         for split in SPLITS:
             (staging / split).mkdir()
-        jobs = [(frame, shot, str(staging / shot.split / file_name(shot, frame))) for frame, shot in enumerate(plan_shots(config))]
+        shots = plan_shots(config)
+        jobs = [(frame, shot, str(staging / shot.split / file_name(shot, frame))) for frame, shot in enumerate(shots)]
         workers = workers if workers is not None else (1 if len(jobs) < 400 else min(2, os.cpu_count() or 1))
         chunk = max(16, len(jobs) // (8 * max(workers, 1)) + 1)
         chunks = [(config, jobs[i : i + chunk]) for i in range(0, len(jobs), chunk)]
@@ -757,8 +778,6 @@ def cached_synthetic(config: SyntheticConfig = SyntheticConfig(), progress: bool
 def contact_sheet(root: Path, pids: list[int] | None = None, cameras: int = 6, *, out: Path) -> Path:
     """A PNG grid of training images: 8 identities (rows, the first 8 unless ``pids``) x ``cameras``
     (columns), an empty cell where the identity has no image in that camera. Written atomically."""
-    from metricattack.data.base import list_images
-
     images = list_images(Path(root) / "bounding_box_train")
     by_key: dict[tuple[int, int], Path] = {}
     for path in images:
@@ -769,7 +788,8 @@ def contact_sheet(root: Path, pids: list[int] | None = None, cameras: int = 6, *
     with Image.open(images[0]) as first:
         cell_w, cell_h = first.size
     pad, label_w, header_h = 4, 40, 16
-    sheet = Image.new("RGB", (label_w + cameras * (cell_w + pad) + pad, header_h + len(pids) * (cell_h + pad) + pad), "white")
+    size = (label_w + cameras * (cell_w + pad) + pad, header_h + len(pids) * (cell_h + pad) + pad)
+    sheet = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(sheet)
     for c in range(cameras):
         draw.text((label_w + pad + c * (cell_w + pad) + cell_w // 2 - 6, 2), f"c{c + 1}", fill="black")

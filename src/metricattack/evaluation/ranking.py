@@ -2,7 +2,19 @@
 
 For each query the gallery is sorted by distance (stable: ties keep gallery order); gallery items
 with the query's pid *and* camera, and junk items (pid -1), are removed; queries left without any
-true match are skipped and counted.
+true match are skipped and counted. This is torchreid's ``evaluate_rank`` (``eval_market1501``)
+plus the junk removal of the Market-1501 evaluation code.
+
+Ranks below are 1-based positions in a query's list of *valid* gallery items (the removed ones do
+not count). For a query with M true matches at ranks r_1 < ... < r_M:
+
+- standard AP (torchreid, non-interpolated):  AP = (1/M) sum_i i / r_i
+- trapezoid AP (Market-1501 ``compute_mAP``, the paper's code):
+  AP = (1/M) sum_i (P_before(i) + i / r_i) / 2,  P_before(i) = (i-1) / (r_i - 1), or 1 if r_i = 1
+- INP (torchreid): M / r_M, the precision at the hardest true match; mINP is its mean
+- CMC rank-k: 1 if r_1 <= k, else 0
+
+mAP, mINP and CMC are means over the evaluated (not skipped) queries.
 """
 
 from __future__ import annotations
@@ -17,6 +29,10 @@ from metricattack.evaluation.distance import pairwise_distance
 
 AP_MODES = ("standard", "trapezoid")
 _CHUNK_BYTES = 256 * 2**20
+# Peak working bytes per (query, gallery) pair of a chunk, measured with float32 distances: 20 from a
+# distance matrix (sort values 4 + indices 8, bool masks, int32 ranks), 24 when evaluate_features
+# also computes the rows (ru_maxrss slope over chunk sizes, 82,161 gallery items).
+_BYTES_PER_PAIR = 32
 
 
 @dataclass
@@ -26,97 +42,140 @@ class RetrievalMetrics:
     mAP: float
     mINP: float
     cmc: list[float]
-    num_queries: int
-    num_skipped: int
+    num_queries: int  # evaluated queries
+    num_skipped: int  # queries without any valid true match
 
     def rank(self, k: int) -> float:
-        """Rank-k accuracy (the last CMC value if k exceeds it)."""
-        return self.cmc[min(k, len(self.cmc)) - 1]
+        """Rank-k accuracy, for 1 <= k <= max_rank (the CMC length)."""
+        if not 1 <= k <= len(self.cmc):
+            raise InputError(f"rank-{k} is not known: the CMC covers ranks 1 to {len(self.cmc)} (max_rank)")
+        return self.cmc[k - 1]
 
     def as_dict(self) -> dict:
-        """mAP, mINP, rank-1/5/10 and the query counts."""
+        """mAP, mINP, rank1/rank5/rank10 (None beyond max_rank) and the query counts."""
         return {
             "mAP": self.mAP,
             "mINP": self.mINP,
-            "rank1": self.rank(1),
-            "rank5": self.rank(5),
-            "rank10": self.rank(10),
+            **{f"rank{k}": self.cmc[k - 1] if k <= len(self.cmc) else None for k in (1, 5, 10)},
             "num_queries": self.num_queries,
             "num_skipped": self.num_skipped,
         }
 
 
+def _relevance(query_pids, gallery_pids, query_camids, gallery_camids) -> tuple[torch.Tensor, torch.Tensor]:
+    """(valid, true_match), both (q,G) bool in gallery order: the one place the protocol's rules live."""
+    same_pid = query_pids[:, None] == gallery_pids[None, :]  # (q,G)
+    same_camera = query_camids[:, None] == gallery_camids[None, :]  # (q,G)
+    valid = ~(same_pid & same_camera) & (gallery_pids != -1)[None, :]
+    return valid, same_pid & valid
+
+
 def valid_mask(query_pids, gallery_pids, query_camids, gallery_camids) -> torch.Tensor:
     """(Q,G) True where a gallery item counts for a query: not junk, and not same pid in the same camera."""
-    same_pid = query_pids[:, None] == gallery_pids[None, :]
-    same_cam = query_camids[:, None] == gallery_camids[None, :]
-    return ~(same_pid & same_cam) & (gallery_pids[None, :] != -1)
+    return _relevance(query_pids, gallery_pids, query_camids, gallery_camids)[0]
 
 
-def _ranked_chunk(distances, query_pids, gallery_pids, query_camids, gallery_camids):
-    """Per query, gallery order by distance and which ranked items are valid / true matches."""
-    order = distances.argsort(dim=1, stable=True)  # (q,G)
-    valid = valid_mask(query_pids, gallery_pids, query_camids, gallery_camids).gather(1, order)
-    matches = (gallery_pids[order] == query_pids[:, None]) & valid
-    return order, valid, matches
+def _ranked_relevance(distances, query_pids, gallery_pids, query_camids, gallery_camids):
+    """Per query (row), the gallery order by distance and, in that order, which items are valid / true matches."""
+    order = torch.sort(distances, dim=1, stable=True).indices  # (q,G); ties keep gallery order
+    valid, matches = _relevance(query_pids, gallery_pids, query_camids, gallery_camids)
+    return order, valid.gather(1, order), matches.gather(1, order)
 
 
 def _chunk_sums(distances, query_pids, gallery_pids, query_camids, gallery_camids, max_rank, average_precision):
-    """Sums over the chunk's evaluable queries: (AP, INP, CMC (max_rank,), evaluated count, skipped count)."""
-    _, valid, matches = _ranked_chunk(distances, query_pids, gallery_pids, query_camids, gallery_camids)
-    # Rank among valid items only: drop the removed ones by cumulative counting.
-    valid_rank = valid.cumsum(dim=1)  # 1-based rank of each valid item
-    num_matches = matches.sum(dim=1)
-    keep = num_matches > 0
-    matches, valid_rank, num_matches = matches[keep], valid_rank[keep], num_matches[keep].to(distances.dtype)
-    hits_so_far = matches.cumsum(dim=1).to(distances.dtype)  # true matches up to and including each item
-    ranks = valid_rank.to(distances.dtype)
-    precision = torch.where(matches, hits_so_far / ranks, torch.zeros_like(ranks))
+    """Sums over a chunk's evaluated queries: (AP, INP, CMC counts (max_rank,), evaluated, skipped)."""
+    _, valid, matches = _ranked_relevance(distances, query_pids, gallery_pids, query_camids, gallery_camids)
+    valid_rank = valid.cumsum(dim=1, dtype=torch.int32)  # (q,G) 1-based rank among valid items
+    del valid
+    rows, columns = matches.nonzero(as_tuple=True)  # every true match, row-major: ranks increase in a row
+    num_rows = distances.shape[0]
+    num_matches = torch.bincount(rows, minlength=num_rows)  # (q,) M per query
+    hit_rank = valid_rank[rows, columns].double()  # (H,) r_i
+    first = torch.cumsum(num_matches, 0) - num_matches  # (q,) where each row's hits start
+    hit_number = (torch.arange(len(rows), device=rows.device) - first[rows] + 1).double()  # (H,) i
+    precision = hit_number / hit_rank
     if average_precision == "standard":
-        ap = precision.sum(dim=1) / num_matches
+        per_hit = precision
     else:
-        # trapezoid: mean over matches of (precision before the hit + precision at the hit) / 2
-        previous = torch.where(ranks > 1, (hits_so_far - 1) / (ranks - 1).clamp(min=1), torch.ones_like(ranks))
-        ap = (torch.where(matches, previous, torch.zeros_like(ranks)) + precision).sum(dim=1) / (2 * num_matches)
-    hardest = torch.where(matches, ranks, torch.zeros_like(ranks)).amax(dim=1)
-    inp = num_matches / hardest
-    first = torch.where(matches, ranks, torch.full_like(ranks, float("inf"))).amin(dim=1)  # rank of first hit
-    cmc = (first[:, None] <= torch.arange(1, max_rank + 1, device=distances.device, dtype=distances.dtype)).to(distances.dtype)
-    return ap.sum(), inp.sum(), cmc.sum(dim=0), int(keep.sum()), int((~keep).sum())
+        before = torch.where(hit_rank > 1, (hit_number - 1) / (hit_rank - 1).clamp(min=1), 1.0)
+        per_hit = (before + precision) / 2
+    evaluated = num_matches > 0
+    per_query_ap = torch.zeros(num_rows, dtype=torch.float64, device=rows.device).index_add_(0, rows, per_hit)
+    ap_sum = (per_query_ap[evaluated] / num_matches[evaluated]).sum()
+    first_rank = hit_rank[first[evaluated]]  # (e,) r_1
+    last_rank = hit_rank[first[evaluated] + num_matches[evaluated] - 1]  # (e,) r_M
+    inp_sum = (num_matches[evaluated] / last_rank).sum()
+    # CMC counts: queries whose first hit is at rank <= k, for k = 1..max_rank.
+    cmc = torch.bincount(first_rank.long().clamp(max=max_rank + 1) - 1, minlength=max_rank + 1)[:max_rank].cumsum(0)
+    num_evaluated = int(evaluated.sum())
+    return ap_sum, inp_sum, cmc, num_evaluated, num_rows - num_evaluated
+
+
+def _labels(name: str, labels, expected: int, device: torch.device) -> torch.Tensor:
+    """``labels`` as a 1-D tensor of length ``expected`` on ``device``."""
+    labels = torch.as_tensor(labels, device=device)
+    if labels.dim() != 1 or len(labels) != expected:
+        raise InputError(f"{name} has shape {tuple(labels.shape)}, expected ({expected},)")
+    return labels
+
+
+def _auto_chunk_size(chunk_size: int | None, num_gallery: int) -> int:
+    """The number of query rows per chunk: ``chunk_size``, or as many as fit in about 256 MB."""
+    if chunk_size is None:
+        return max(1, _CHUNK_BYTES // (max(num_gallery, 1) * _BYTES_PER_PAIR))
+    if chunk_size < 1:
+        raise InputError(f"chunk_size must be at least 1, got {chunk_size}")
+    return chunk_size
 
 
 def _evaluate_chunks(
     distance_rows: Callable[[int, int], torch.Tensor],
     num_queries: int,
     num_gallery: int,
-    query_pids, gallery_pids, query_camids, gallery_camids,
-    max_rank: int, average_precision: str, chunk_size: int | None,
-) -> RetrievalMetrics:  # fmt: skip
+    device: torch.device,
+    labels: tuple,
+    max_rank: int,
+    average_precision: str,
+    chunk_size: int | None,
+) -> RetrievalMetrics:
+    """Shared by evaluate_ranking and evaluate_features: ``distance_rows(start, stop)`` gives (stop-start, G)."""
     if average_precision not in AP_MODES:
         raise InputError(f"unknown average precision {average_precision!r} (expected one of {', '.join(AP_MODES)})")
+    if max_rank < 1:
+        raise InputError(f"max_rank must be at least 1, got {max_rank}")
     if num_queries == 0 or num_gallery == 0:
         raise InputError(f"cannot evaluate: {num_queries} queries and {num_gallery} gallery images (expected both > 0)")
-    if chunk_size is None:
-        chunk_size = max(1, _CHUNK_BYTES // (num_gallery * 8 * 6))  # about six (q,G) temporaries of 8 bytes
-    totals = None
+    query_pids, gallery_pids, query_camids, gallery_camids = (
+        _labels(name, values, size, device)
+        for name, values, size in zip(
+            ("query_pids", "gallery_pids", "query_camids", "gallery_camids"),
+            labels,
+            (num_queries, num_gallery, num_queries, num_gallery),
+        )
+    )
+    chunk_size = _auto_chunk_size(chunk_size, num_gallery)
+    ap_sum = inp_sum = 0.0
+    cmc_counts = torch.zeros(max_rank, dtype=torch.long, device=device)
+    evaluated = skipped = 0
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        distances = distance_rows(start, stop)
-        device = distances.device
         sums = _chunk_sums(
-            distances.double(),
-            query_pids[start:stop].to(device), gallery_pids.to(device),
-            query_camids[start:stop].to(device), gallery_camids.to(device),
+            distance_rows(start, stop),
+            query_pids[start:stop], gallery_pids, query_camids[start:stop], gallery_camids,
             max_rank, average_precision,
         )  # fmt: skip
-        totals = sums if totals is None else tuple(a + b for a, b in zip(totals, sums))
-    ap_sum, inp_sum, cmc_sum, evaluated, skipped = totals
+        ap_sum, inp_sum = ap_sum + float(sums[0]), inp_sum + float(sums[1])
+        cmc_counts += sums[2]
+        evaluated, skipped = evaluated + sums[3], skipped + sums[4]
     if evaluated == 0:
-        raise InputError(f"cannot evaluate: none of the {num_queries} queries has a match in the gallery from another camera")
+        raise InputError(
+            f"cannot evaluate: none of the {num_queries} queries has a match in the gallery "
+            "(same identity, other camera, not junk)"
+        )
     return RetrievalMetrics(
-        mAP=float(ap_sum / evaluated),
-        mINP=float(inp_sum / evaluated),
-        cmc=(cmc_sum / evaluated).tolist(),
+        mAP=ap_sum / evaluated,
+        mINP=inp_sum / evaluated,
+        cmc=(cmc_counts.double() / evaluated).tolist(),
         num_queries=evaluated,
         num_skipped=skipped,
     )
@@ -132,16 +191,21 @@ def evaluate_ranking(
     average_precision: str = "standard",
     chunk_size: int | None = None,
 ) -> RetrievalMetrics:
-    """Market-1501 metrics of a distance matrix (Q,G).
+    """Market-1501 CMC, mAP and mINP of a distance matrix (Q,G), on its device, ``chunk_size`` queries at a time.
 
-    standard AP (torchreid): (1/M) sum_k P(k) rel(k), over the M true matches;
-    trapezoid AP (the paper's code): (1/M) sum_i (P_before(i) + P(i)) / 2, with P_before(i) the
-    precision just before the i-th hit (1 when it is at rank 1);
-    mINP: M / rank of the hardest (last) true match; CMC rank-k: a true match within the top k.
+    ``average_precision``: "standard" (torchreid) AP = (1/M) sum_i i / r_i, or "trapezoid" (the
+    paper's code) AP = (1/M) sum_i (P_before(i) + i / r_i) / 2 with P_before(i) = (i-1)/(r_i-1)
+    (1 when r_i = 1); INP = M / r_M; r_i is the valid rank of the i-th of the M true matches.
+    ``chunk_size=None`` picks a chunk of about 256 MB of working memory.
     """
+    if distmat.dim() != 2:
+        raise InputError(f"distmat must be a (Q,G) matrix, got shape {tuple(distmat.shape)}")
+    distmat = distmat.detach()
     return _evaluate_chunks(
-        lambda start, stop: distmat[start:stop], distmat.shape[0], distmat.shape[1],
-        query_pids, gallery_pids, query_camids, gallery_camids, max_rank, average_precision, chunk_size,
+        lambda start, stop: distmat[start:stop],
+        distmat.shape[0], distmat.shape[1], distmat.device,
+        (query_pids, gallery_pids, query_camids, gallery_camids),
+        max_rank, average_precision, chunk_size,
     )  # fmt: skip
 
 
@@ -158,11 +222,22 @@ def evaluate_features(
     average_precision: str = "standard",
     chunk_size: int | None = None,
 ) -> RetrievalMetrics:
-    """Like ``evaluate_ranking`` but computing distance rows chunk by chunk: the (Q,G) matrix never exists."""
+    """``evaluate_ranking(pairwise_distance(...))`` computing distance rows per chunk: the (Q,G) matrix never exists."""
+    if query_features.dim() != 2 or gallery_features.dim() != 2:
+        raise InputError(
+            f"features must be (N,D) matrices, got query {tuple(query_features.shape)} "
+            f"and gallery {tuple(gallery_features.shape)}"
+        )
+    query_features, gallery_features = query_features.detach(), gallery_features.detach()
+
+    def distance_rows(start: int, stop: int) -> torch.Tensor:
+        return pairwise_distance(query_features[start:stop], gallery_features, metric, normalize)
+
     return _evaluate_chunks(
-        lambda start, stop: pairwise_distance(query_features[start:stop], gallery_features, metric, normalize),
-        query_features.shape[0], gallery_features.shape[0],
-        query_pids, gallery_pids, query_camids, gallery_camids, max_rank, average_precision, chunk_size,
+        distance_rows,
+        query_features.shape[0], gallery_features.shape[0], query_features.device,
+        (query_pids, gallery_pids, query_camids, gallery_camids),
+        max_rank, average_precision, chunk_size,
     )  # fmt: skip
 
 
@@ -174,12 +249,27 @@ def top_k_valid(
     gallery_camids: torch.Tensor,
     k: int,
 ) -> torch.Tensor:
-    """(Q,k) indices of each query's k nearest valid gallery items (same-camera matches and junk removed), -1 padded."""
+    """(Q,k) indices of each query's k nearest valid gallery items (same-camera matches, junk removed), -1 padded."""
+    if distmat.dim() != 2:
+        raise InputError(f"distmat must be a (Q,G) matrix, got shape {tuple(distmat.shape)}")
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    distmat = distmat.detach()
+    num_queries, num_gallery = distmat.shape
     device = distmat.device
-    order, valid, _ = _ranked_chunk(
-        distmat, query_pids.to(device), gallery_pids.to(device), query_camids.to(device), gallery_camids.to(device)
-    )
-    # Stable sort on "not valid" moves valid items to the front, keeping their distance order.
-    front = (~valid).to(torch.uint8).argsort(dim=1, stable=True)[:, :k]
-    picked = order.gather(1, front)
-    return torch.where(valid.gather(1, front), picked, torch.full_like(picked, -1))
+    query_pids = _labels("query_pids", query_pids, num_queries, device)
+    gallery_pids = _labels("gallery_pids", gallery_pids, num_gallery, device)
+    query_camids = _labels("query_camids", query_camids, num_queries, device)
+    gallery_camids = _labels("gallery_camids", gallery_camids, num_gallery, device)
+    top = torch.full((num_queries, k), -1, dtype=torch.long, device=device)
+    kept = min(k, num_gallery)
+    chunk_size = _auto_chunk_size(None, num_gallery)
+    for start in range(0, num_queries, chunk_size):
+        stop = min(start + chunk_size, num_queries)
+        order, valid, _ = _ranked_relevance(
+            distmat[start:stop], query_pids[start:stop], gallery_pids, query_camids[start:stop], gallery_camids
+        )
+        # A stable sort on "not valid" moves the valid items to the front, keeping their distance order.
+        front = (~valid).to(torch.uint8).argsort(dim=1, stable=True)[:, :kept]  # (q,kept)
+        top[start:stop, :kept] = torch.where(valid.gather(1, front), order.gather(1, front), -1)
+    return top

@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from metricattack.atomic import atomic_write, atomic_write_text
+from metricattack.atomic import atomic_write, atomic_write_text, read_document
 from metricattack.errors import InputError
 from metricattack.models.reid import ModelSpec, ReIDModel
 
@@ -45,12 +45,8 @@ def save_checkpoint(path: str | Path, model: ReIDModel, **metadata) -> Path:
 def read_metadata(path: str | Path) -> dict:
     """Read a checkpoint's JSON metadata, with a one-line error when it is missing or malformed."""
     _, meta_path = checkpoint_paths(path)
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{meta_path}: checkpoint metadata not found (expected NAME.json beside NAME.safetensors)") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{meta_path}: not valid JSON ({exc})") from None
+    expected = "the checkpoint's JSON metadata, NAME.json beside NAME.safetensors"
+    meta = read_document(meta_path, json.loads, (json.JSONDecodeError,), str(meta_path), expected)
     if not isinstance(meta, dict) or "spec" not in meta:
         raise InputError(f"{meta_path}: expected a JSON object with a 'spec' entry")
     return meta

@@ -1,158 +1,207 @@
-"""The run's report.html: settings, the table, curves, robustness summary, ranking lists, examples.
+"""The run's report.html: settings, the table, curves, robustness summary, ranking lists, adversarial pairs.
 
-Self-contained and offline: plain HTML with inline CSS; figures are PNGs in ``figures/`` beside it.
+Self-contained and offline: plain HTML with inline CSS, no script; figures are PNGs in ``figures/``
+beside it, referenced by relative path.
 """
 
 from __future__ import annotations
 
+import re
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 from metricattack.atomic import atomic_write_text
-from metricattack.report.plots import plot_curves, plot_pairs, plot_ranking
+from metricattack.report.plots import AMPLIFY, plot_curves, plot_pairs, plot_ranking
 from metricattack.report.results import RESULT_COLUMNS, format_cell, read_results, table_rows
 from metricattack.report.summary import curves, eps_at_half, relative_auc
 
 MAX_EXAMPLE_SETTINGS = 6
 PREFERRED_EPS = 5.0
+HEADERS = {"step_size": "step", "target_pid": "target pid", "target": "model", "target_success_rank1": "target@1",
+           "target_success_rank5": "target@5", "num_attacked": "attacked"}  # short column titles of the table
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
-th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; }
-th { background: #f3f3f3; } td.text, th.text { text-align: left; }
-tr.clean td { background: #eef7ee; }
-img { max-width: 100%; } figure { margin: 1em 0; } figcaption { font-size: .85em; color: #555; }
-code { background: #f3f3f3; padding: 0 .3em; } .note { color: #666; font-size: .9em; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: .2em; }
+h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+h3 { font-size: 1.05em; margin: 1.5em 0 .3em; font-family: ui-monospace, monospace; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: .8em; margin: .5em 0; }
+th, td { border: 1px solid #ddd; padding: .2em .45em; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; }
+td.text, th.text { text-align: left; }
+td.wrap { white-space: normal; word-break: break-all; font-family: ui-monospace, monospace; }
+tbody tr:nth-child(even) td { background: #fafafa; }
+tbody tr.clean td { background: #eef7ee; font-weight: 600; }
+img { max-width: 100%; height: auto; }
+figure { margin: .8em 0; }
+figcaption, .note { color: #555; font-size: .9em; }
 """
 
 
-def table(headers: list[str], rows: list[list[str]], text_columns: int = 0, row_classes: list[str] | None = None) -> str:
-    """An HTML table; the first ``text_columns`` columns are left-aligned text. Cells are escaped here."""
+def table(headers: list[str], rows: list[list[str]], text_columns: int = 0, row_attributes: list[dict] | None = None) -> str:
+    """An HTML table; the first ``text_columns`` columns are left-aligned; ``row_attributes``: per row, HTML
+    attributes of its <tr>. Everything is escaped here."""
 
     def cells(values: list[str], tag: str) -> str:
-        text = ' class="text"'
-        return "".join(
-            f"<{tag}{text if i < text_columns else ''}>{escape(str(v))}</{tag}>" for i, v in enumerate(values)
-        )
+        left = ' class="text"'
+        return "".join(f"<{tag}{left if i < text_columns else ''}>{escape(str(v))}</{tag}>" for i, v in enumerate(values))
 
-    classes = row_classes or [""] * len(rows)
-    body = "".join(f'<tr class="{c}">{cells(r, "td")}</tr>' for r, c in zip(rows, classes))
-    return f"<table><thead><tr>{cells(headers, 'th')}</tr></thead><tbody>{body}</tbody></table>"
+    def attributes(values: dict) -> str:
+        return "".join(f' {name}="{escape(str(value))}"' for name, value in values.items())
+
+    body = "".join(f"<tr{attributes(a)}>{cells(r, 'td')}</tr>" for r, a in zip(rows, row_attributes or [{}] * len(rows)))
+    return f'<div class="scroll"><table><thead><tr>{cells(headers, "th")}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def facts_table(facts: list[tuple[str, str]]) -> str:
+    """A two-column name / value table whose values may wrap (long paths and commands)."""
+    rows = "".join(f'<tr><th class="text">{escape(k)}</th><td class="text wrap">{escape(v)}</td></tr>' for k, v in facts)
+    return f"<table><tbody>{rows}</tbody></table>"
+
+
+def image(src: str, alt: str, caption: str = "") -> str:
+    """A figure with a relative image path (URL-quoted and escaped) and an optional caption."""
+    figcaption = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
+    return f'<figure><img src="{escape(quote(src))}" alt="{escape(alt)}">{figcaption}</figure>'
+
+
+def file_name(text: str) -> str:
+    """A setting key made safe as a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
 
 
 def settings_section(record: dict) -> str:
     """What was attacked, with what, and how it was measured."""
     data = record["dataset"]
-    targets = record.get("models", {}).get("targets", {})
-    models = [
-        [name, spec.get("arch", "?"), "x".join(map(str, spec.get("input_size", []))), spec.get("metric", "?"),
-         "yes" if spec.get("normalize") else "no"]
-        for name, spec in targets.items()
-    ]  # fmt: skip
+    models = record.get("models", {})
     facts = [
-        ["data set", f"{data['name']} ({data.get('root', '')})"],
-        ["query / gallery images", f"{data.get('num_query', '?')} / {data.get('num_gallery', '?')}"],
-        ["attacking model(s)", ", ".join(record.get("models", {}).get("sources", [])) or "-"],
-        ["seed", str(record.get("seed"))],
-        ["device", str(record.get("device", "-"))],
-        ["adversarial images rounded to 8 bits", "yes" if record.get("quantize", True) else "no"],
-        ["average precision", str(record.get("average_precision", "standard"))],
-        ["command", record.get("command", "-")],
+        ("data set", f"{data.get('name', '?')} ({data.get('root', '')})"),
+        ("query images / identities", f"{data.get('num_query', '?')} / {data.get('num_query_ids', '?')}"),
+        ("gallery images", str(data.get("num_gallery", "?"))),
+        ("attacking model(s)", ", ".join(models.get("sources", [])) or "-"),
+        ("seed", str(record.get("seed", "-"))),
+        ("device", str(record.get("device", "-"))),
+        ("adversarial images rounded to 8 bits", "yes" if record.get("quantize", True) else "no"),
+        ("average precision", str(record.get("average_precision", "standard"))),
+        ("command", str(record.get("command", "-"))),
     ]
-    return (
-        "<h2>Settings</h2>" + table(["", ""], facts, text_columns=2)
-        + (table(["model", "architecture", "input", "distance", "L2-normalised"], models, text_columns=5) if models else "")
-    )  # fmt: skip
+    specs = [
+        [name, spec.get("arch", "?"), "x".join(map(str, spec.get("input_size", []))), str(spec.get("embedding_dim") or "-"),
+         "yes" if spec.get("bnneck") else "no", spec.get("metric", "?"), "yes" if spec.get("normalize") else "no"]
+        for name, spec in models.get("targets", {}).items()
+    ]  # fmt: skip
+    headers = ["model", "architecture", "input (HxW)", "embedding", "BNNeck", "distance", "L2-normalised"]
+    return "<h2>Settings</h2>" + facts_table(facts) + (table(headers, specs, text_columns=2) if specs else "")
 
 
 def results_section(record: dict) -> str:
-    """Clean and attacked metrics (percent)."""
+    """Clean and attacked metrics, every row of the record."""
     rows = table_rows(record)
-    cells = [[format_cell(c, row[c]) for c in RESULT_COLUMNS] for row in rows]
-    classes = ["clean" if row["attack"] == "clean" else "" for row in rows]
-    note = '<p class="note">Metrics in percent; eps and step size in pixels out of 255; seconds: time to make the images.</p>'
-    return "<h2>Clean vs attacked</h2>" + note + table(list(RESULT_COLUMNS), cells, text_columns=0, row_classes=classes)
+    cells = [[format_cell(column, row[column]) for column in RESULT_COLUMNS] for row in rows]
+    attributes = [{"class": "clean", "data-key": "clean"}] * len(record["clean"])  # table_rows: clean rows first
+    attributes += [{"data-key": row.get("key", "")} for row in record["results"]]
+    note = (
+        '<p class="note">Metrics in percent; eps and step in pixels out of 255; source: the model attacked, '
+        "model: the model evaluated; target@1 / target@5: share of queries whose top-1 / top-5 holds the target "
+        "identity (targeted attacks); attacked: images changed; seconds: time to make them.</p>"
+    )
+    headers = [HEADERS.get(column, column) for column in RESULT_COLUMNS]
+    return "<h2>Clean vs attacked</h2>" + note + table(headers, cells, text_columns=1, row_attributes=attributes)
 
 
 def curves_section(record: dict, run_dir: Path) -> str:
-    """The curves figure and the robustness summary of each curve."""
+    """The curves figure (when some attack ran at several eps) and the robustness summary of each curve."""
     found = curves(record)
+    if not found:
+        return '<h2>Robustness</h2><p class="note">No attack results.</p>'
+    if any(len(curve.eps) > 1 for curve in found):
+        plot_curves(record, run_dir / "figures" / "curves.png")
+        figure = image("figures/curves.png", "mAP and rank-1 against eps")
+    else:
+        figure = '<p class="note">No attack was run at several eps, so there is no curve to plot.</p>'
     rows = []
     for curve in found:
-        half = eps_at_half(curve)
+        auc, half = relative_auc(curve), eps_at_half(curve)
         rows.append([curve.label, ", ".join(f"{e:g}" for e in curve.eps), f"{100 * curve.clean_mAP:.1f}",
-                     f"{relative_auc(curve):.3f}", "not reached" if half is None else f"{half:.2f}"])  # fmt: skip
-    summary = table(["attack", "eps measured", "clean mAP", "relative AUC", "eps at half mAP"], rows, text_columns=2)
+                     "-" if auc is None else f"{auc:.3f}", "not reached" if half is None else f"{half:.2f}"])  # fmt: skip
     explain = (
-        '<p class="note">Relative AUC: area under mAP(eps) from eps 0 (clean) to the largest eps, divided by '
-        "clean mAP x largest eps (1: unharmed, 0: broken at once). Eps at half mAP: where mAP first falls to "
-        "half its clean value, interpolated linearly.</p>"
+        '<p class="note">Relative AUC: the area under mAP(eps) by trapezoids from eps 0 (the clean mAP) to the '
+        "largest eps measured, divided by clean mAP x largest eps (1: unharmed, near 0: broken at once). "
+        "Eps at half mAP: where mAP first falls to half its clean value, interpolated linearly between measured "
+        "points.</p>"
     )
-    if not any(len(c.eps) > 1 for c in found):
-        return "<h2>Robustness</h2>" + '<p class="note">No attack was run at several eps, so there is no curve.</p>' + summary + explain
-    plot_curves([c for c in found if len(c.eps) > 1], run_dir / "figures" / "curves.png")
-    figure = '<figure><img src="figures/curves.png" alt="mAP and rank-1 against eps"></figure>'
-    return "<h2>Robustness</h2>" + figure + summary + explain
+    headers = ["attack", "eps measured", "clean mAP", "relative AUC", "eps at half mAP"]
+    return "<h2>Robustness</h2>" + figure + table(headers, rows, text_columns=2) + explain
 
 
 def example_settings(record: dict) -> list[str]:
-    """Which settings' examples to show: per curve (a setting without its eps), the eps nearest 5."""
-    by_curve: dict[tuple, dict] = {}
+    """Which settings' examples to show: for each curve that saved examples, the setting with eps nearest 5;
+    curves of a new (side, goal) first, so query-side and targeted attacks are not crowded out; at most 6."""
+    chosen: dict[tuple, dict] = {}
     for row in record["results"]:
         if row.get("key") not in record.get("examples", {}):
             continue
-        curve = (row["attack"], row["norm"], row["side"], row["goal"], row["source"])
-        best = by_curve.get(curve)
+        curve = (row["attack"], row["norm"], row["side"], row["goal"], row["source"], row["target"])
+        best = chosen.get(curve)
         if best is None or abs(row["eps"] - PREFERRED_EPS) < abs(best["eps"] - PREFERRED_EPS):
-            by_curve[curve] = row
-    return [row["key"] for row in by_curve.values()][:MAX_EXAMPLE_SETTINGS]
+            chosen[curve] = row
+    seen: set[tuple] = set()
+    first, rest = [], []
+    for row in chosen.values():
+        (rest if (row["side"], row["goal"]) in seen else first).append(row["key"])
+        seen.add((row["side"], row["goal"]))
+    return list(dict.fromkeys(first + rest))[:MAX_EXAMPLE_SETTINGS]
 
 
 def examples_section(record: dict, run_dir: Path) -> str:
-    """Ranking lists before / after and adversarial examples for a few settings."""
+    """Ranking lists before / after for every example of the chosen settings, then their adversarial pairs."""
     keys = example_settings(record)
     if not keys:
-        return "<h2>Ranking lists</h2><p class=\"note\">This run saved no examples.</p>"
-    parts = ["<h2>Ranking lists</h2>",
-             '<p class="note">Each figure: the query, then its top-10 gallery before (top row) and after (bottom row) '
-             'the attack. Green: true match, red: false match, blue: the target identity; "adv": an adversarial '
-             "image.</p>"]  # fmt: skip
-    pairs_parts = ["<h2>Adversarial examples</h2>",
-                   '<p class="note">Original, adversarial, and the perturbation amplified ten times around grey.</p>']
+        return '<h2>Ranking lists</h2><p class="note">This run saved no examples.</p>'
+    rankings = [
+        "<h2>Ranking lists</h2>",
+        f'<p class="note">Settings shown: for each attack curve, the eps nearest {PREFERRED_EPS:g}; at most '
+        f"{MAX_EXAMPLE_SETTINGS} settings, one per side and goal first. Each figure: the query, then its top-10 "
+        "gallery before (top row) and after (bottom row) the attack. Green frame: true match, red: false match, "
+        'blue: the target identity; "adv": an adversarial image.</p>',
+    ]
+    pairs = [
+        "<h2>Adversarial examples</h2>",
+        f'<p class="note">Original, adversarial, and the perturbation amplified: 0.5 + {AMPLIFY} x (adversarial - '
+        "original), clipped to [0, 1], so grey is no change; max: the largest change in pixels out of 255.</p>",
+    ]
     for key in keys:
         example = record["examples"][key]
-        parts.append(f"<h3>{escape(key)}</h3>")
-        for number, ranking in enumerate(example["rankings"]):
-            name = f"ranking-{key}-{number}.png"
-            plot_ranking(ranking, run_dir, run_dir / "figures" / name, f"{key}, query pid {ranking['pid']}")
-            parts.append(f'<figure><img src="figures/{escape(name)}" alt="ranking list {number} of {escape(key)}"></figure>')
+        rankings.append(f"<h3>{escape(key)}</h3>")
+        for number, ranking in enumerate(example.get("rankings", [])):
+            name = f"figures/ranking-{file_name(key)}-{number}.png"
+            plot_ranking(ranking, run_dir, run_dir / name, f"{key}, query pid {ranking['pid']}")
+            rankings.append(image(name, f"ranking list {number + 1} of {key}"))
         if example.get("pairs"):
-            name = f"pairs-{key}.png"
-            plot_pairs(example["pairs"], run_dir, run_dir / "figures" / name)
-            pairs_parts.append(f'<figure><img src="figures/{escape(name)}" alt="adversarial examples of {escape(key)}">'
-                               f"<figcaption>{escape(key)}</figcaption></figure>")  # fmt: skip
-    return "".join(parts) + "".join(pairs_parts)
+            name = f"figures/pairs-{file_name(key)}.png"
+            plot_pairs(example["pairs"], run_dir, run_dir / name)
+            pairs.append(image(name, f"adversarial examples of {key}", key))
+    return "".join(rankings) + ("".join(pairs) if len(pairs) > 2 else "")
 
 
 def build_report(run_dir: str | Path) -> Path:
-    """Write ``run_dir/report.html`` and its figures from results.json and the saved examples."""
+    """Write ``run_dir/report.html`` and its figures in ``run_dir/figures/``; return the report's path."""
     run_dir = Path(run_dir)
     record = read_results(run_dir)
-    (run_dir / "figures").mkdir(exist_ok=True)
     title = f"metricattack report: {record['dataset']['name']}"
-    body = "".join(
-        [
-            f"<h1>{escape(title)}</h1>",
-            f'<p class="note">metricattack {escape(str(record.get("metricattack_version", "")))}, '
-            f"{escape(str(record.get('created', '')))}</p>",
-            settings_section(record),
-            results_section(record),
-            curves_section(record, run_dir),
-            examples_section(record, run_dir),
-        ]
+    subtitle = f"metricattack {record.get('metricattack_version', '?')}, run created {record.get('created', '?')}"
+    body = "".join([
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="note">{escape(subtitle)}</p>',
+        settings_section(record),
+        results_section(record),
+        curves_section(record, run_dir),
+        examples_section(record, run_dir),
+    ])  # fmt: skip
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{STYLE}</style></head>\n<body>{body}</body></html>\n"
     )
-    page = f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>' \
-           f"<style>{STYLE}</style></head><body>{body}</body></html>\n"  # fmt: skip
     return atomic_write_text(run_dir / "report.html", page)

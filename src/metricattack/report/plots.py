@@ -1,4 +1,8 @@
-"""Figures of a run, as PNGs: robustness curves, ranking lists before / after, adversarial pairs."""
+"""Figures of a run, as PNGs: robustness curves, ranking lists before / after, adversarial pairs.
+
+Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot, no global state)
+and written atomically.
+"""
 
 from __future__ import annotations
 
@@ -8,57 +12,69 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from metricattack.atomic import atomic_write
-from metricattack.report.summary import Curve
+from metricattack.errors import InputError
+from metricattack.report.summary import curves
 
 MATCH, MISMATCH, TARGET = "#1a9641", "#d7191c", "#2c7bb6"
-AMPLIFY = 10  # perturbation shown as 0.5 + AMPLIFY * (adversarial - original)
+AMPLIFY = 10  # the perturbation is shown as 0.5 + AMPLIFY * (adversarial - original), clipped to [0, 1]
 
 
-def save_figure(figure: Figure, path: Path) -> Path:
+def save_figure(figure: Figure, path: str | Path) -> Path:
     """Render a figure to PNG atomically."""
     FigureCanvasAgg(figure)
-    return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
 
 
-def plot_curves(curves: list[Curve], path: Path) -> Path:
-    """mAP and rank-1 against eps for each curve; clean values dashed."""
-    figure = Figure(figsize=(10, 3.8))
-    for axis, metric, clean_metric, title in zip(
-        figure.subplots(1, 2), ("mAP", "rank1"), ("clean_mAP", "clean_rank1"), ("mAP", "rank-1")
-    ):
-        for number, curve in enumerate(curves):
-            colour = f"C{number % 10}"
-            axis.plot([0, *curve.eps], [100 * getattr(curve, clean_metric), *(100 * v for v in getattr(curve, metric))],
-                      marker="o", color=colour, label=curve.label)  # fmt: skip
-            axis.axhline(100 * getattr(curve, clean_metric), color=colour, linestyle="--", linewidth=0.8)
-        axis.set_xlabel("epsilon (pixels out of 255)")
-        axis.set_ylabel(f"{title} (%)")
+def plot_curves(record: dict, path: str | Path) -> Path:
+    """mAP and rank-1 (%) against eps: a line per curve measured at several eps (starting from the clean
+    value at eps 0), a lone marker per setting measured at one eps, the clean value of each model dashed."""
+    figure = Figure(figsize=(11, 4))
+    found = curves(record)
+    for axis, metric, name in zip(figure.subplots(1, 2), ("mAP", "rank1"), ("mAP", "rank-1")):
+        for model, clean in record["clean"].items():
+            label = "clean" if len(record["clean"]) == 1 else f"clean ({model})"
+            axis.axhline(100 * clean[metric], color="0.4", linestyle="--", linewidth=1, label=label)
+        for number, curve in enumerate(found):
+            values = [100 * v for v in getattr(curve, metric)]
+            style = {"color": f"C{number % 10}", "label": curve.label}
+            if len(curve.eps) > 1:
+                clean = 100 * getattr(curve, f"clean_{metric}")
+                axis.plot([0, *curve.eps], [clean, *values], marker="o", markersize=4, **style)
+            else:
+                axis.plot(curve.eps, values, marker="D", markersize=7, linestyle="none", **style)
+        axis.set_xlabel("eps (pixels out of 255)")
+        axis.set_ylabel(f"{name} (%)")
+        axis.set_xlim(left=0)
         axis.set_ylim(0, 100)
         axis.grid(alpha=0.3)
-        axis.set_title(f"{title} under attack (dashed: clean)")
-    figure.axes[0].legend(fontsize=7, loc="upper right")
+        axis.set_title(f"{name} under attack")
+    figure.axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     return save_figure(figure, path)
 
 
 def load_rgb(run_dir: Path, relative: str) -> np.ndarray:
-    """An example image of the run as an array (H,W,3) in [0,1]."""
-    with Image.open(run_dir / relative) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    """An example image of the run as an array (H, W, 3) in [0, 1]; a missing or broken file is an InputError."""
+    path = Path(run_dir) / relative
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+    except (FileNotFoundError, UnidentifiedImageError) as exc:
+        raise InputError(f"{path}: cannot read the example image ({type(exc).__name__})") from None
 
 
 def show(axis, image: np.ndarray, border: str | None, label: str) -> None:
-    """An image in a cell, with a coloured frame and a caption."""
+    """An image in a cell, with an optional coloured frame and a caption above it."""
     axis.imshow(image)
     axis.set_xticks([])
     axis.set_yticks([])
     for spine in axis.spines.values():
         spine.set_visible(False)
     if border is not None:
-        h, w = image.shape[:2]
-        axis.add_patch(Rectangle((0, 0), w - 1, h - 1, fill=False, edgecolor=border, linewidth=3))
+        height, width = image.shape[:2]
+        axis.add_patch(Rectangle((0, 0), width - 1, height - 1, fill=False, edgecolor=border, linewidth=4))
     axis.set_title(label, fontsize=7)
 
 
@@ -69,39 +85,50 @@ def gallery_border(entry: dict) -> str:
     return MATCH if entry["match"] else MISMATCH
 
 
-def plot_ranking(ranking: dict, run_dir: Path, path: Path, title: str) -> Path:
-    """The query, then its top-10 before (first row) and after (second row) the attack."""
+def gallery_label(rank: int, entry: dict) -> str:
+    """Rank and identity, then 'adv' for an adversarial image and 'target' for the target identity."""
+    marks = [mark for mark, on in (("adv", entry["attacked"]), ("target", entry.get("target"))) if on]
+    return f"{rank}. pid {entry['pid']}\n{' '.join(marks)}"
+
+
+def plot_ranking(ranking: dict, run_dir: Path, path: str | Path, title: str) -> Path:
+    """The query, then its top-10 gallery before (first row) and after (second row) the attack."""
     columns = 1 + max(len(ranking["clean_top"]), len(ranking["attacked_top"]), 1)
-    figure = Figure(figsize=(1.0 * columns, 4.6))
-    axes = figure.subplots(2, columns)
-    for row, (key, query_key, name) in enumerate(
-        (("clean_top", "image", "clean"), ("attacked_top", "attacked_image", "attacked"))
-    ):
-        show(axes[row][0], load_rgb(run_dir, ranking[query_key]), None, f"query ({name})\npid {ranking['pid']}")
+    figure = Figure(figsize=(0.95 * columns, 4.4))
+    axes = figure.subplots(2, columns, squeeze=False)
+    rows = (("clean_top", "image", "before"), ("attacked_top", "attacked_image", "after"))
+    for row, (list_key, query_key, when) in enumerate(rows):
+        attacked_query = when == "after" and ranking[query_key] != ranking["image"]
+        query_label = f"query {when}\npid {ranking['pid']}" + (" adv" if attacked_query else "")
+        show(axes[row][0], load_rgb(run_dir, ranking[query_key]), None, query_label)
+        axes[row][0].set_ylabel(f"{when} attack", fontsize=8)
+        entries = ranking[list_key]
         for column in range(1, columns):
-            axis = axes[row][column]
-            entries = ranking[key]
-            if column - 1 >= len(entries):
-                axis.axis("off")
+            if column > len(entries):
+                axes[row][column].axis("off")
                 continue
             entry = entries[column - 1]
-            label = f"{column}: pid {entry['pid']}" + (" adv" if entry["attacked"] else "")
-            show(axis, load_rgb(run_dir, entry["image"]), gallery_border(entry), label)
-    target = f", target pid {ranking['target_pid']} (blue)" if ranking.get("target_pid") is not None else ""
-    figure.suptitle(f"{title}{target}: green = true match, red = false match", fontsize=9)
+            show(axes[row][column], load_rgb(run_dir, entry["image"]), gallery_border(entry), gallery_label(column, entry))
+    target = f"; target pid {ranking['target_pid']} (blue)" if ranking.get("target_pid") is not None else ""
+    figure.suptitle(f"{title}{target}. Green: true match, red: false match", fontsize=9)
     return save_figure(figure, path)
 
 
-def plot_pairs(pairs: list[dict], run_dir: Path, path: Path) -> Path:
-    """Rows of original, adversarial and the perturbation amplified (0.5 + 10 x difference)."""
-    figure = Figure(figsize=(3.4, 1.9 * max(len(pairs), 1)))
-    axes = np.atleast_2d(figure.subplots(max(len(pairs), 1), 3))
-    for row, pair in enumerate(pairs):
+def plot_pairs(pairs: list[dict], run_dir: Path, path: str | Path) -> Path:
+    """The pairs side by side, each as original, adversarial, and the perturbation as
+    0.5 + 10 x (adversarial - original), clipped to [0, 1] (grey: unchanged)."""
+    if not pairs:
+        raise InputError("plot_pairs: no adversarial pairs to show")
+    figure = Figure(figsize=(2.7 * len(pairs), 2.4))
+    for panel, pair in zip(np.atleast_1d(figure.subfigures(1, len(pairs))), pairs):
         original = load_rgb(run_dir, pair["original"])
         adversarial = load_rgb(run_dir, pair["adversarial"])
         difference = adversarial - original
-        largest = int(round(np.abs(difference).max() * 255))
-        show(axes[row][0], original, None, f"{pair['side']} pid {pair['pid']}")
-        show(axes[row][1], adversarial, None, "adversarial")
-        show(axes[row][2], np.clip(0.5 + AMPLIFY * difference, 0, 1), None, f"x{AMPLIFY} (max {largest}/255)")
+        largest = round(float(np.abs(difference).max()) * 255)
+        target = f" -> pid {pair['target_pid']}" if pair.get("target_pid") is not None else ""
+        panel.suptitle(f"{pair['side']} pid {pair['pid']}{target}", fontsize=8)
+        axes = panel.subplots(1, 3)
+        show(axes[0], original, None, "original")
+        show(axes[1], adversarial, None, "adversarial")
+        show(axes[2], np.clip(0.5 + AMPLIFY * difference, 0, 1), None, f"x{AMPLIFY} (max {largest})")
     return save_figure(figure, path)

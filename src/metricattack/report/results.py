@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from metricattack.atomic import atomic_write_text
+from metricattack.atomic import atomic_write_text, read_document
 from metricattack.errors import InputError
 
 RESULT_COLUMNS = (
@@ -21,12 +21,7 @@ PERCENT_COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP", "target_success_ra
 def read_results(run_dir: str | Path) -> dict:
     """Load a run's results.json with a one-line error when it is missing or malformed."""
     path = Path(run_dir) / "results.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found (expected a run directory written by metricattack run)") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    record = read_document(path, json.loads, (json.JSONDecodeError,), str(path), "a run directory written by metricattack run")
     if not isinstance(record, dict) or "results" not in record or "clean" not in record:
         raise InputError(f"{path}: expected a results record with 'clean' and 'results' entries")
     return record

@@ -1,4 +1,8 @@
-"""Robustness summaries of mAP-epsilon curves."""
+"""Robustness summaries of mAP-eps curves: the relative area under the curve and the eps at half mAP.
+
+A curve is every result row that shares (attack, norm, side, goal, source, target), sorted by eps,
+with the clean mAP of the target model standing at eps 0.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,9 @@ from dataclasses import dataclass
 CURVE_FIELDS = ("attack", "norm", "side", "goal", "source", "target")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Curve:
-    """One attack's metric against eps (sorted by eps), with the clean value at eps 0."""
+    """One attack's metrics against eps (ascending, in pixels out of 255), with the clean values at eps 0."""
 
     label: str
     eps: list[float]
@@ -21,16 +25,19 @@ class Curve:
 
 
 def curves(record: dict) -> list[Curve]:
-    """Group result rows by everything but eps; each group is a curve."""
+    """Group the record's result rows by everything but eps, in order of first appearance; each group is a curve.
+
+    Labels name the models (``source -> target``) only when the record has more than one.
+    """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in record["results"]:
-        groups[tuple(row.get(f) for f in CURVE_FIELDS)].append(row)
+        groups[tuple(row.get(field) for field in CURVE_FIELDS)].append(row)
+    models = {row.get("source") for row in record["results"]} | {row.get("target") for row in record["results"]}
     found = []
-    for key, rows in groups.items():
-        rows = sorted(rows, key=lambda r: r["eps"])
-        attack, norm, side, goal, source, target = key
+    for (attack, norm, side, goal, source, target), rows in groups.items():
+        rows = sorted(rows, key=lambda row: row["eps"])
         clean = record["clean"].get(target, {})
-        label = f"{attack} {norm} {side} {goal}" + (f" ({source} -> {target})" if source != target else "")
+        label = f"{attack} {norm} {side} {goal}" + (f" ({source} -> {target})" if len(models) > 1 else "")
         found.append(
             Curve(label, [r["eps"] for r in rows], [r["mAP"] for r in rows], [r["rank1"] for r in rows],
                   clean.get("mAP", float("nan")), clean.get("rank1", float("nan")))
@@ -38,23 +45,36 @@ def curves(record: dict) -> list[Curve]:
     return found
 
 
-def relative_auc(curve: Curve) -> float:
-    """Area under mAP(eps) from eps 0 (the clean mAP) to the largest eps, by trapezoids, divided by
-    clean mAP x largest eps: 1 for a model the attack does not hurt, near 0 for one it breaks at once."""
-    eps = [0.0, *curve.eps]
-    values = [curve.clean_mAP, *curve.mAP]
-    area = sum((eps[i + 1] - eps[i]) * (values[i] + values[i + 1]) / 2 for i in range(len(eps) - 1))
+def _with_clean(curve: Curve) -> tuple[list[float], list[float]]:
+    """The curve's eps and mAP with the clean point (0, clean mAP) in front."""
+    return [0.0, *curve.eps], [curve.clean_mAP, *curve.mAP]
+
+
+def relative_auc(curve: Curve) -> float | None:
+    """Area under mAP(eps) relative to an unharmed model.
+
+    With the clean mAP m_0 at eps_0 = 0 and the measured points (eps_i, m_i), i = 1..n (ascending):
+
+        AUC_rel = sum_i (eps_i - eps_{i-1}) (m_{i-1} + m_i) / 2  /  (m_0 eps_n)
+
+    1 means the attack did not lower mAP at any measured eps; near 0, it broke the model at once.
+    None when undefined (clean mAP 0 or unknown, or a largest eps of 0).
+    """
+    eps, values = _with_clean(curve)
+    if not curve.clean_mAP > 0 or eps[-1] <= 0:
+        return None
+    area = sum((eps[i] - eps[i - 1]) * (values[i - 1] + values[i]) / 2 for i in range(1, len(eps)))
     return area / (curve.clean_mAP * eps[-1])
 
 
 def eps_at_half(curve: Curve) -> float | None:
-    """The eps at which mAP first falls to half the clean mAP (linear between measured points), or None."""
+    """The eps at which mAP first falls to half the clean mAP, interpolated linearly between measured points
+    (from the clean point at eps 0); None if it never does, or if the clean mAP is 0 or unknown."""
+    if not curve.clean_mAP > 0:
+        return None
     half = curve.clean_mAP / 2
-    eps = [0.0, *curve.eps]
-    values = [curve.clean_mAP, *curve.mAP]
-    for i in range(len(eps) - 1):
-        if values[i + 1] <= half:
-            if values[i] == values[i + 1]:
-                return eps[i + 1]
-            return eps[i] + (values[i] - half) / (values[i] - values[i + 1]) * (eps[i + 1] - eps[i])
+    eps, values = _with_clean(curve)
+    for i in range(1, len(eps)):
+        if values[i] <= half:  # values[i - 1] > half, so the denominator is positive
+            return eps[i - 1] + (values[i - 1] - half) / (values[i - 1] - values[i]) * (eps[i] - eps[i - 1])
     return None

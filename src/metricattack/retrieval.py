@@ -1,0 +1,41 @@
+"""Clean retrieval of a model on a data set: features of both sides, distances, metrics."""
+
+from __future__ import annotations
+
+import torch
+
+from metricattack.data.base import ReIDData
+from metricattack.evaluation import RetrievalMetrics, evaluate_features
+from metricattack.features import extract_features
+from metricattack.models.reid import ReIDModel
+
+
+def evaluate_model(
+    model: ReIDModel,
+    data: ReIDData,
+    device: torch.device,
+    batch_size: int = 128,
+    flip: bool = False,
+    image_size: tuple[int, int] | None = None,
+    workers: int = 0,
+    average_precision: str = "standard",
+    progress: bool = True,
+) -> RetrievalMetrics:
+    """Market-1501 metrics of ``model`` on ``data``'s query and gallery, with the model's own distance."""
+    options = dict(device=device, batch_size=batch_size, flip=flip, image_size=image_size, workers=workers, progress=progress)
+    query = extract_features(model, data.query, desc="query", **options)
+    gallery = extract_features(model, data.gallery, desc="gallery", **options)
+    spec = model.spec
+    return evaluate_features(
+        query.features, gallery.features, query.pids, gallery.pids, query.camids, gallery.camids,
+        metric=spec.metric, normalize=spec.normalize, average_precision=average_precision,
+    )  # fmt: skip
+
+
+def metrics_line(metrics: RetrievalMetrics) -> str:
+    """One line of percentages for the terminal."""
+    return (
+        f"mAP {100 * metrics.mAP:.1f}  rank-1 {100 * metrics.rank(1):.1f}  rank-5 {100 * metrics.rank(5):.1f}  "
+        f"rank-10 {100 * metrics.rank(10):.1f}  mINP {100 * metrics.mINP:.1f}  "
+        f"({metrics.num_queries} queries, {metrics.num_skipped} skipped)"
+    )
