@@ -114,6 +114,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(measure(*args.worker, args.seed)))
         return
+    load = os.getloadavg()[0]  # other work on the machine slows the timings
     results = []
     for size in args.sizes:
         for route in SIZES[size][4]:
@@ -124,7 +125,7 @@ def main() -> None:
         f"\n## Retrieval evaluation ({time.strftime('%Y-%m-%d')})\n",
         f"Command: `{command.strip()}`  ",
         f"Machine: nproc {len(os.sched_getaffinity(0))}, {torch.get_num_threads()} torch threads, CPU, "
-        f"torch {torch.__version__}.  ",
+        f"torch {torch.__version__}, 1-minute load average {load:.1f} at the start.  ",
         f"Random float32 features of dimension {DIM}, uniform random identities and cameras (Market: 751 ids, "
         "6 cameras; MSMT17: 3,060 ids, 15 cameras), euclidean distance, standard AP, max_rank 50. "
         "`matrix` = `evaluate_ranking(pairwise_distance(...))` with the full (Q,G) matrix; `features` = "

@@ -242,3 +242,15 @@ def test_missing_example_image_is_an_input_error(tmp_path):
     (run_dir / "examples" / RESULTS[0]["key"] / "g3.png").unlink()
     with pytest.raises(InputError, match="g3.png: cannot read the example image"):
         build_report(run_dir)
+
+
+def test_transfer_to_a_second_model_renders(tmp_path):
+    transferred = [{**row, "target": "other", "mAP": row["mAP"] + 0.1} for row in RESULTS[:3]]
+    run_dir = write_run(tmp_path / "run", RESULTS[:3] + transferred)
+    record = json.loads((run_dir / "results.json").read_text())
+    record["clean"]["other"] = {**CLEAN, "mAP": 0.7}
+    (run_dir / "results.json").write_text(json.dumps(record))
+    text = build_report(run_dir).read_text()
+    assert Page(text).row_keys == ["clean", "clean"] + [row["key"] for row in RESULTS[:3] + transferred]
+    assert "ifgsm linf gallery untargeted (default -&gt; other)" in text
+    assert text.count("figures/ranking-ifgsm-linf-eps4-gallery-untargeted-0.png") == 1

@@ -89,7 +89,7 @@ def _chunk_sums(distances, query_pids, gallery_pids, query_camids, gallery_camid
     del valid
     rows, columns = matches.nonzero(as_tuple=True)  # every true match, row-major: ranks increase in a row
     num_rows = distances.shape[0]
-    num_matches = torch.bincount(rows, minlength=num_rows)  # (q,) M per query
+    num_matches = matches.sum(dim=1)  # (q,) M per query
     hit_rank = valid_rank[rows, columns].double()  # (H,) r_i
     first = torch.cumsum(num_matches, 0) - num_matches  # (q,) where each row's hits start
     hit_number = (torch.arange(len(rows), device=rows.device) - first[rows] + 1).double()  # (H,) i
@@ -99,9 +99,8 @@ def _chunk_sums(distances, query_pids, gallery_pids, query_camids, gallery_camid
     else:
         before = torch.where(hit_rank > 1, (hit_number - 1) / (hit_rank - 1).clamp(min=1), 1.0)
         per_hit = (before + precision) / 2
+    ap_sum = (per_hit / num_matches[rows]).sum()  # sum over queries of (1/M) sum_i per_hit
     evaluated = num_matches > 0
-    per_query_ap = torch.zeros(num_rows, dtype=torch.float64, device=rows.device).index_add_(0, rows, per_hit)
-    ap_sum = (per_query_ap[evaluated] / num_matches[evaluated]).sum()
     first_rank = hit_rank[first[evaluated]]  # (e,) r_1
     last_rank = hit_rank[first[evaluated] + num_matches[evaluated] - 1]  # (e,) r_M
     inp_sum = (num_matches[evaluated] / last_rank).sum()

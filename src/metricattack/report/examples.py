@@ -11,6 +11,19 @@ from metricattack.data.writer import save_png
 from metricattack.evaluation import pairwise_distance, top_k_valid
 
 TOP_K = 10
+MAX_PAIRS = 4
+
+
+def one_per_identity(indices: list[int], pids: torch.Tensor, limit: int) -> list[int]:
+    """Up to ``limit`` of ``indices``, at most one per identity, in order."""
+    seen: set[int] = set()
+    chosen = []
+    for index in indices:
+        pid = int(pids[index])
+        if pid not in seen and len(chosen) < limit:
+            seen.add(pid)
+            chosen.append(index)
+    return chosen
 
 
 def example_queries(campaign: Campaign, outcome: AttackOutcome, count: int) -> torch.Tensor:
@@ -92,11 +105,18 @@ def write_examples(campaign: Campaign, outcome: AttackOutcome, out_dir: Path, co
                 "attacked_top": [entry(i, pid, target, True) for i in attacked_top[row].tolist() if i >= 0],
             }
         )
-    pairs = [
-        {"side": "query", "pid": int(campaign.query.pids[i]), "original": image_path("query", i, False), "adversarial": image_path("query", i, True)}
-        for i in list(attacked_query)[:2]
-    ] + [
-        {"side": "gallery", "pid": int(campaign.gallery.pids[i]), "original": image_path("gallery", i, False), "adversarial": image_path("gallery", i, True), "target_pid": gallery_target.get(i)}
-        for i in list(attacked_gallery)[:4 - min(2, len(attacked_query))]
-    ]
+    pairs = []
+    for side, attacked, targets in (("query", attacked_query, query_target), ("gallery", attacked_gallery, gallery_target)):
+        images = campaign.query if side == "query" else campaign.gallery
+        for index in one_per_identity(list(attacked), images.pids, MAX_PAIRS - len(pairs)):
+            target = targets.get(index, -1)
+            pairs.append(
+                {
+                    "side": side,
+                    "pid": int(images.pids[index]),
+                    "original": image_path(side, index, False),
+                    "adversarial": image_path(side, index, True),
+                    "target_pid": target if target >= 0 else None,
+                }
+            )
     return {"target_model": named.name, "rankings": lists, "pairs": pairs}

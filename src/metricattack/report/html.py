@@ -36,7 +36,7 @@ tbody tr:nth-child(even) td { background: #fafafa; }
 tbody tr.clean td { background: #eef7ee; font-weight: 600; }
 img { max-width: 100%; height: auto; }
 figure { margin: .8em 0; }
-figcaption, .note { color: #555; font-size: .9em; }
+.note { color: #555; font-size: .9em; }
 """
 
 
@@ -61,10 +61,9 @@ def facts_table(facts: list[tuple[str, str]]) -> str:
     return f"<table><tbody>{rows}</tbody></table>"
 
 
-def image(src: str, alt: str, caption: str = "") -> str:
-    """A figure with a relative image path (URL-quoted and escaped) and an optional caption."""
-    figcaption = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
-    return f'<figure><img src="{escape(quote(src))}" alt="{escape(alt)}">{figcaption}</figure>'
+def image(src: str, alt: str) -> str:
+    """A figure showing the image at a relative path (URL-quoted and escaped)."""
+    return f'<figure><img src="{escape(quote(src))}" alt="{escape(alt)}"></figure>'
 
 
 def file_name(text: str) -> str:
@@ -128,9 +127,9 @@ def curves_section(record: dict, run_dir: Path) -> str:
                      "-" if auc is None else f"{auc:.3f}", "not reached" if half is None else f"{half:.2f}"])  # fmt: skip
     explain = (
         '<p class="note">Relative AUC: the area under mAP(eps) by trapezoids from eps 0 (the clean mAP) to the '
-        "largest eps measured, divided by clean mAP x largest eps (1: unharmed, near 0: broken at once). "
-        "Eps at half mAP: where mAP first falls to half its clean value, interpolated linearly between measured "
-        "points.</p>"
+        "largest eps measured, divided by clean mAP x largest eps (1: unharmed, near 0: broken at once); it depends "
+        "on the eps range, so compare curves measured over the same eps. Eps at half mAP: where mAP first falls to "
+        "half its clean value, interpolated linearly between measured points.</p>"
     )
     headers = ["attack", "eps measured", "clean mAP", "relative AUC", "eps at half mAP"]
     return "<h2>Robustness</h2>" + figure + table(headers, rows, text_columns=2) + explain
@@ -152,7 +151,7 @@ def example_settings(record: dict) -> list[str]:
     for row in chosen.values():
         (rest if (row["side"], row["goal"]) in seen else first).append(row["key"])
         seen.add((row["side"], row["goal"]))
-    return list(dict.fromkeys(first + rest))[:MAX_EXAMPLE_SETTINGS]
+    return list(dict.fromkeys(first + rest))[:MAX_EXAMPLE_SETTINGS]  # rows of several target models share a key
 
 
 def examples_section(record: dict, run_dir: Path) -> str:
@@ -163,7 +162,7 @@ def examples_section(record: dict, run_dir: Path) -> str:
     rankings = [
         "<h2>Ranking lists</h2>",
         f'<p class="note">Settings shown: for each attack curve, the eps nearest {PREFERRED_EPS:g}; at most '
-        f"{MAX_EXAMPLE_SETTINGS} settings, one per side and goal first. Each figure: the query, then its top-10 "
+        f"{MAX_EXAMPLE_SETTINGS} settings, those of a side and goal not yet shown first. Each figure: the query, then its top-10 "
         "gallery before (top row) and after (bottom row) the attack. Green frame: true match, red: false match, "
         'blue: the target identity; "adv": an adversarial image.</p>',
     ]
@@ -182,7 +181,7 @@ def examples_section(record: dict, run_dir: Path) -> str:
         if example.get("pairs"):
             name = f"figures/pairs-{file_name(key)}.png"
             plot_pairs(example["pairs"], run_dir, run_dir / name)
-            pairs.append(image(name, f"adversarial examples of {key}", key))
+            pairs += [f"<h3>{escape(key)}</h3>", image(name, f"adversarial examples of {key}")]
     return "".join(rankings) + ("".join(pairs) if len(pairs) > 2 else "")
 
 

@@ -6,6 +6,7 @@ and written atomically.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ AMPLIFY = 10  # the perturbation is shown as 0.5 + AMPLIFY * (adversarial - orig
 def save_figure(figure: Figure, path: str | Path) -> Path:
     """Render a figure to PNG atomically."""
     FigureCanvasAgg(figure)
-    return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
 
 
 def plot_curves(record: dict, path: str | Path) -> Path:
@@ -33,22 +34,24 @@ def plot_curves(record: dict, path: str | Path) -> Path:
     value at eps 0), a lone marker per setting measured at one eps, the clean value of each model dashed."""
     figure = Figure(figsize=(11, 4))
     found = curves(record)
+    rows = [*record["clean"].values(), *record["results"]]
+    top = {metric: max((row[metric] for row in rows), default=1.0) for metric in ("mAP", "rank1")}  # y axis: 0 to 1.1 x top
     for axis, metric, name in zip(figure.subplots(1, 2), ("mAP", "rank1"), ("mAP", "rank-1")):
-        for model, clean in record["clean"].items():
+        for (model, clean), dashes in zip(record["clean"].items(), itertools.cycle(("--", ":", "-."))):
             label = "clean" if len(record["clean"]) == 1 else f"clean ({model})"
-            axis.axhline(100 * clean[metric], color="0.4", linestyle="--", linewidth=1, label=label)
+            axis.axhline(100 * clean[metric], color="0.4", linestyle=dashes, linewidth=1, label=label)
         for number, curve in enumerate(found):
-            values = [100 * v for v in getattr(curve, metric)]
+            points = [100 * v for v in getattr(curve, metric)]
             style = {"color": f"C{number % 10}", "label": curve.label}
             if len(curve.eps) > 1:
                 clean = 100 * getattr(curve, f"clean_{metric}")
-                axis.plot([0, *curve.eps], [clean, *values], marker="o", markersize=4, **style)
+                axis.plot([0, *curve.eps], [clean, *points], marker="o", markersize=4, **style)
             else:
-                axis.plot(curve.eps, values, marker="D", markersize=7, linestyle="none", **style)
+                axis.plot(curve.eps, points, marker="D", markersize=7, linestyle="none", **style)
         axis.set_xlabel("eps (pixels out of 255)")
         axis.set_ylabel(f"{name} (%)")
         axis.set_xlim(left=0)
-        axis.set_ylim(0, 100)
+        axis.set_ylim(0, min(100, 110 * top[metric]) or 100)
         axis.grid(alpha=0.3)
         axis.set_title(f"{name} under attack")
     figure.axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
@@ -125,7 +128,8 @@ def plot_pairs(pairs: list[dict], run_dir: Path, path: str | Path) -> Path:
         adversarial = load_rgb(run_dir, pair["adversarial"])
         difference = adversarial - original
         largest = round(float(np.abs(difference).max()) * 255)
-        target = f" -> pid {pair['target_pid']}" if pair.get("target_pid") is not None else ""
+        target_pid = pair.get("target_pid")
+        target = f" -> pid {target_pid}" if target_pid is not None and target_pid >= 0 else ""  # -1: no target
         panel.suptitle(f"{pair['side']} pid {pair['pid']}{target}", fontsize=8)
         axes = panel.subplots(1, 3)
         show(axes[0], original, None, "original")
