@@ -31,7 +31,7 @@ def brute_force(query: list[list[float]], gallery: list[list[float]], metric: st
     return torch.tensor(rows, dtype=torch.float64)
 
 
-def tolerance(query: torch.Tensor, gallery: torch.Tensor, metric: str, normalize: bool, dtype: torch.dtype) -> torch.Tensor:
+def tolerance(query: torch.Tensor, gallery: torch.Tensor, metric: str, normalize: bool, dtype: torch.dtype):
     """(Q,G) error bound of the ||q||^2 + ||g||^2 - 2 q.g form: cancellation costs eps * (||q||^2 + ||g||^2),
     which the square root of euclidean turns into sqrt(eps * ...) for coinciding features."""
     if normalize or metric == "cosine":

@@ -90,7 +90,7 @@ def test_matches_the_reference_loop(seed):
                 with pytest.raises(InputError, match="none of the"):
                     evaluate_ranking(*problem, max_rank, average_precision, chunk_size)
                 continue
-            got = evaluate_ranking(*problem, max_rank=max_rank, average_precision=average_precision, chunk_size=chunk_size)
+            got = evaluate_ranking(*problem, max_rank, average_precision, chunk_size)
             mAP, mINP, cmc, evaluated, skipped = expected
             assert (got.num_queries, got.num_skipped) == (evaluated, skipped)
             assert got.mAP == pytest.approx(mAP, abs=1e-12)

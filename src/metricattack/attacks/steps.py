@@ -57,6 +57,10 @@ class Norm(Protocol):
         """The closest perturbation to ``delta`` inside the eps-ball."""
         ...
 
+    def constraint(self, originals: torch.Tensor, eps: float) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A map from stepped images to images inside the eps-ball around ``originals`` and [0,1]."""
+        ...
+
     def random_start(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
         """A random perturbation inside the eps-ball, shaped like ``like``."""
         ...
@@ -70,6 +74,11 @@ class LinfNorm:
 
     def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
         return delta.clamp(-eps, eps)
+
+    def constraint(self, originals: torch.Tensor, eps: float) -> Callable[[torch.Tensor], torch.Tensor]:
+        # The ball and [0,1] are both boxes: one clamp between precomputed bounds projects onto both.
+        lower, upper = (originals - eps).clamp(min=0), (originals + eps).clamp(max=1)
+        return lambda stepped: torch.clamp(stepped, lower, upper)
 
     def random_start(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
         noise = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
@@ -86,6 +95,10 @@ class L2Norm:
     def project(self, delta: torch.Tensor, eps: float) -> torch.Tensor:
         factors = (eps / _l2_norms(delta).clamp(min=_TINY)).clamp(max=1.0)
         return delta * _per_image(factors, delta)
+
+    def constraint(self, originals: torch.Tensor, eps: float) -> Callable[[torch.Tensor], torch.Tensor]:
+        # Clamping to [0,1] after the ball only moves pixels toward the originals: still inside the ball.
+        return lambda stepped: (originals + self.project(stepped - originals, eps)).clamp(0, 1)
 
     def random_start(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
         gaussian = torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
@@ -160,6 +173,7 @@ class StepRule:
         norm = NORMS[self.norm]
         start = norm.random_start(originals, self.eps, generator) if self.random_start else torch.zeros_like(originals)
         adversarial = (originals + start).clamp(0, 1)
+        constrain = norm.constraint(originals, self.eps)
         accumulated = None  # MI-FGSM's running gradient
         with torch.enable_grad():
             for _ in range(self.steps):
@@ -172,8 +186,7 @@ class StepRule:
                     normalised = grad / _per_image(grad.abs().flatten(1).mean(dim=1).clamp(min=_TINY), grad)
                     accumulated = normalised if accumulated is None else self.momentum * accumulated + normalised
                     grad = accumulated
-                stepped = adversarial.detach() + self.step_size * norm.direction(grad)
-                adversarial = (originals + norm.project(stepped - originals, self.eps)).clamp(0, 1)
+                adversarial = constrain(torch.add(adversarial.detach(), norm.direction(grad), alpha=self.step_size))
         return adversarial.detach()
 
 
