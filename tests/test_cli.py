@@ -160,3 +160,19 @@ def test_unknown_config_key(tmp_path, capsys):
     config.write_text("epsilon: 5\n")
     assert main(["run", "--config", str(config)]) == 2
     assert "unknown options ['epsilon']" in capsys.readouterr().err
+
+
+def test_default_model_on_default_data_matches_its_metadata_and_the_readme(capsys, tmp_path):
+    """`metricattack evaluate` with no options: the bundled model on the generated default data."""
+    from pathlib import Path
+
+    from metricattack.models import DEFAULT_CHECKPOINT, read_metadata
+
+    assert main(["evaluate", "--no-progress", "--json", str(tmp_path / "m.json")]) == 0
+    measured = json.loads((tmp_path / "m.json").read_text())
+    stored = read_metadata(DEFAULT_CHECKPOINT)["clean_metrics"]
+    for key in ("mAP", "rank1", "mINP"):
+        assert measured[key] == pytest.approx(stored[key], abs=0.003), key  # thread count may move the last digits
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"{100 * stored['mAP']:.1f} % mAP" in readme and f"{100 * stored['rank1']:.1f} % rank-1" in readme
+    assert f"mAP {100 * measured['mAP']:.1f}" in capsys.readouterr().out

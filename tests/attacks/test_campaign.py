@@ -99,8 +99,9 @@ def test_ifgsm_lowers_map_more_than_random_noise(campaign):
     clean = campaign.clean_metrics(named).mAP
     _, rows = campaign.run(AttackSetting("ifgsm", 8.0, "gallery"))
     noise = random_sign_metrics(campaign, 8.0, torch.Generator().manual_seed(0))
-    assert rows[0]["mAP"] < noise - 0.03
-    assert rows[0]["mAP"] < 0.75 * clean
+    assert clean > 0.3  # the tiny model has learnt something, so the comparison means something
+    assert rows[0]["mAP"] < noise - 0.1
+    assert rows[0]["mAP"] < 0.5 * clean
 
 
 def target_ranks(campaign, distances, queries, targets):
