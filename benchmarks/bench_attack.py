@@ -13,16 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
+from results_file import append_section
 
 from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel
 from metricattack.inputs import load_data
 from metricattack.models import load_model
 from metricattack.runtime import choose_device
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
 def bare_passes(campaign: Campaign, indices: torch.Tensor, steps: int) -> float:
@@ -68,11 +67,7 @@ def main() -> None:
         "|---|---|---|",
         f"| {min(ours):.2f} | {min(bare):.2f} | {ratio:.3f} |",
     ]
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmarks\n", encoding="utf-8")
-    with RESULTS.open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    append_section(lines)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,13 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
+from results_file import append_section
 
 from metricattack.evaluation import evaluate_features, evaluate_ranking, pairwise_distance
 from metricattack.evaluation.ranking import _auto_chunk_size
 
-RESULTS = Path(__file__).parent / "RESULTS.md"
 DIM = 512
 # name: (queries, gallery images, identities, cameras, routes to measure)
 SIZES = {
@@ -133,11 +132,7 @@ def main() -> None:
         "Peak RSS = `ru_maxrss` of a fresh process per row; baseline = its RSS once the features exist.\n",
         *table(results),
     ]
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmarks\n", encoding="utf-8")
-    with RESULTS.open("a", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    append_section(lines)
 
 
 if __name__ == "__main__":
