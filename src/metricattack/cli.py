@@ -19,11 +19,12 @@ from metricattack.data.synthetic import SyntheticConfig, contact_sheet, generate
 from metricattack.errors import InputError
 from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.models import FORMAT_NAMES, build_model, load_model, model_names, save_checkpoint
+from metricattack.report.examples import write_examples
 from metricattack.report.html import build_report
 from metricattack.report.results import text_table, transfer_matrix, write_results
 from metricattack.retrieval import evaluate_model, metrics_line
 from metricattack.runtime import choose_device, seed_everything
-from metricattack.sweep import DEFAULT_PLAN, base_record, prepare_out_dir, run_sweep, settings_from_config
+from metricattack.sweep import DEFAULT_PLAN, base_record, check_out_dir, run_sweep, settings_from_config
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 
 
@@ -156,6 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     victim = main_model(args)
     targets = unique_names([victim] + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+    check_out_dir(out_dir, args.resume)
     campaign = build_campaign(args, [victim], targets)
     record = run_sweep(campaign, settings, out_dir, args.command, resume=args.resume,
                        save_images=args.save_images, examples=args.examples)
@@ -169,19 +171,22 @@ def cmd_attack(args: argparse.Namespace) -> int:
     sources = unique_names([model_from_reference(r) for r in args.source_model]) or [main_model(args)]
     targets = unique_names(sources + [model_from_reference(r) for r in args.target_model])
     groups = [sources] + ([[s] for s in sources] if args.transfer_each and len(sources) > 1 else [])
+    out_dir = Path(args.out) if args.out else None
+    if out_dir is not None:
+        check_out_dir(out_dir, resume=False)
     campaign = build_campaign(args, sources, targets)
     record = base_record(campaign, args.command)
     for group in groups:
         outcome, rows = campaign.run(setting, sources=group)
-        record["results"] += rows
-        if args.save_images and group is sources:
+        record["results"] += [{"key": setting.key, **row} for row in rows]
+        if group is sources and out_dir is not None and args.examples:
+            record["examples"][setting.key] = write_examples(campaign, outcome, out_dir, args.examples)
+        if group is sources and args.save_images:
             print(f"wrote adversarial images under {save_adversarial_images(campaign, outcome, args.save_images)}")
     print(text_table(record), end="")
     if len(targets) > 1:
         print(transfer_matrix(record), end="")
-    if args.out:
-        out_dir = Path(args.out)
-        prepare_out_dir(out_dir, resume=False)
+    if out_dir is not None:
         write_results(out_dir, record)
         print(f"results in {out_dir}/results.json, results.csv, results.md")
     return 0
@@ -210,7 +215,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     subparsers["synth"] = p
 
     p = sub.add_parser("evaluate", help="clean retrieval metrics of a model on a data set")
-    add_common(p), add_data(p), add_model(p)
+    for add in (add_common, add_data, add_model):
+        add(p)
     p.add_argument("--flip", action="store_true", help="average features of each image and its mirror")
     p.add_argument("--ap", default="standard", choices=("standard", "trapezoid"), help="AP definition")
     p.add_argument("--json", help="also write the metrics to this JSON file")
@@ -218,7 +224,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     subparsers["evaluate"] = p
 
     p = sub.add_parser("train", help="train a re-ID model")
-    add_common(p), add_data(p)
+    add_common(p)
+    add_data(p)
     train_defaults = TrainConfig()
     p.add_argument("--model", default="compact", help=f"architecture ({', '.join(model_names())})")
     p.add_argument("--embedding-dim", type=int, help="add a linear embedding of this size before the BNNeck")
@@ -236,12 +243,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     subparsers["train"] = p
 
     p = sub.add_parser("attack", help="run one attack setting (white-box or transfer)")
-    add_common(p), add_data(p), add_model(p), add_attack(p, single=True)
+    for add in (add_common, add_data, add_model):
+        add(p)
+    add_attack(p, single=True)
     p.set_defaults(func=cmd_attack)
     subparsers["attack"] = p
 
     p = sub.add_parser("run", help="the main job: clean evaluation and the standard attack sweep, with a report")
-    add_common(p), add_data(p), add_model(p), add_attack(p, single=False)
+    for add in (add_common, add_data, add_model):
+        add(p)
+    add_attack(p, single=False)
     p.set_defaults(func=cmd_run)
     subparsers["run"] = p
 

@@ -38,13 +38,12 @@ def settings_from_config(entries: list) -> list[AttackSetting]:
     return settings
 
 
-def prepare_out_dir(out_dir: Path, resume: bool) -> None:
-    """Refuse an output path that is a file, or a non-empty folder unless resuming."""
+def check_out_dir(out_dir: Path, resume: bool) -> None:
+    """Refuse an output path that is a file, or a non-empty folder unless resuming (files create it later)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir}: is a file (expected a folder to write the run into)")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not resume:
         raise InputError(f"--out {out_dir}: folder is not empty (pass --resume to continue that run, or choose another --out)")
-    out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def base_record(campaign: Campaign, command: str) -> dict:
@@ -87,7 +86,7 @@ def run_sweep(
     for setting in settings:
         setting.validate()
     out_dir = Path(out_dir)
-    prepare_out_dir(out_dir, resume)
+    check_out_dir(out_dir, resume)
     previous_record = {"results": [], "examples": {}}
     if resume and (out_dir / "results.json").is_file():
         previous_record = read_results(out_dir)
