@@ -171,8 +171,10 @@ class StepRule:
         if originals.numel() and (originals.min() < 0 or originals.max() > 1):
             raise ValueError("images must be in [0, 1]")
         norm = NORMS[self.norm]
-        start = norm.random_start(originals, self.eps, generator) if self.random_start else torch.zeros_like(originals)
-        adversarial = (originals + start).clamp(0, 1)
+        if self.random_start:
+            adversarial = (originals + norm.random_start(originals, self.eps, generator)).clamp(0, 1)
+        else:
+            adversarial = originals.clone()
         constrain = norm.constraint(originals, self.eps)
         accumulated = None  # MI-FGSM's running gradient
         with torch.enable_grad():
