@@ -30,6 +30,7 @@ from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 
 # --- shared option groups ------------------------------------------------------------------
 def add_common(parser: argparse.ArgumentParser) -> None:
+    """Options every command shares."""
     parser.add_argument("--config", help="YAML file of options (command-line options override it)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
@@ -39,6 +40,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_data(parser: argparse.ArgumentParser) -> None:
+    """Which data set to read."""
     parser.add_argument("--dataset", help="market1501, dukemtmc, msmt17, cuhk03-detected, cuhk03-labeled, folder "
                         "(default: the bundled synthetic data)")
     parser.add_argument("--data-root", help="folder holding the data set")
@@ -46,12 +48,14 @@ def add_data(parser: argparse.ArgumentParser) -> None:
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
+    """Which model to load."""
     parser.add_argument("--model", help=f"architecture ({', '.join(model_names())}); default: the bundled model")
     parser.add_argument("--weights", help="checkpoint: ours (.safetensors + .json) or torchreid / paper code (.pth)")
     parser.add_argument("--weights-format", default="auto", choices=FORMAT_NAMES, help="foreign checkpoint layout")
 
 
 def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
+    """Attack options: one setting (``attack``) or a sweep (``run``)."""
     parser.add_argument("--target-model", action="append", default=[], metavar="MODEL",
                         help="also evaluate the adversarial images on this model (default, a checkpoint, or ARCH:PATH); repeatable")
     parser.add_argument("--no-quantize", action="store_true", help="evaluate adversarial images without 8-bit rounding")
@@ -80,6 +84,7 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
 
 # --- subcommands ---------------------------------------------------------------------------
 def cmd_synth(args: argparse.Namespace) -> int:
+    """metricattack synth: render the synthetic data set (and a contact sheet)."""
     config = SyntheticConfig(train_ids=args.train_ids, test_ids=args.test_ids, cameras=args.cameras,
                              height=args.height, width=args.width, seed=args.seed)
     root = generate(Path(args.out), config, progress=not args.no_progress)
@@ -90,6 +95,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """metricattack evaluate: clean metrics of a model on a data set."""
     device = choose_device(args.device)
     seed_everything(args.seed)
     data = load_data(args.dataset, args.data_root, not args.no_progress)
@@ -107,6 +113,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """metricattack train: train a model, checkpoint every epoch, evaluate at the end."""
     device = choose_device(args.device)
     seed_everything(args.seed)
     data = load_data(args.dataset, args.data_root, not args.no_progress)
@@ -132,6 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets: list[NamedModel]) -> Campaign:
+    """A campaign on the data the options name."""
     device = choose_device(args.device)
     seed_everything(args.seed)
     data = load_data(args.dataset, args.data_root, not args.no_progress)
@@ -141,18 +149,21 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
 
 
 def main_model(args: argparse.Namespace) -> NamedModel:
+    """The model named by --model / --weights (the bundled one when neither is given)."""
     model, _ = load_model(args.model, args.weights, args.weights_format)
     name = "default" if args.model is None and args.weights is None else Path(args.weights or args.model).stem
     return NamedModel(name, model)
 
 
 def finish_run(record: dict, out_dir: Path) -> None:
+    """Print the table and where the files are; build the report."""
     print(text_table(record), end="")
     print(f"results in {out_dir}/results.json, results.csv, results.md")
     print(f"report: {build_report(out_dir)}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """metricattack run: the sweep of settings on one model, with result files and the report."""
     settings = settings_from_config(args.settings) if args.settings else list(DEFAULT_PLAN)
     victim = main_model(args)
     targets = unique_names([victim] + [model_from_reference(r) for r in args.target_model])
@@ -166,6 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
+    """metricattack attack: one setting, from source model(s) to target model(s)."""
     setting = AttackSetting(args.attack, args.eps, args.side, args.goal, args.norm, args.steps, args.step_size, args.target_pid)
     setting.validate()
     sources = unique_names([model_from_reference(r) for r in args.source_model]) or [main_model(args)]
@@ -193,39 +205,40 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """metricattack report: rebuild report.html from a run folder."""
     print(f"report: {build_report(Path(args.run_dir))}")
     return 0
 
 
 # --- parser and entry point ------------------------------------------------------------------
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser and each subcommand's parser (``--config`` re-parses with the latter)."""
     parser = argparse.ArgumentParser(prog="metricattack", description="Adversarial metric attacks on person re-identification.")
     parser.add_argument("--version", action="version", version=f"metricattack {__version__}")
     sub = parser.add_subparsers(dest="command_name", required=True)
-    subparsers = {}
+    subparsers: dict[str, argparse.ArgumentParser] = {}
 
-    p = sub.add_parser("synth", help="render a synthetic pedestrian data set (Market-1501 layout)")
-    add_common(p)
+    def subcommand(name: str, func, help_text: str, *groups) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        for group in groups:
+            group(p)
+        p.set_defaults(func=func)
+        subparsers[name] = p
+        return p
+
+    p = subcommand("synth", cmd_synth, "render a synthetic pedestrian data set (Market-1501 layout)", add_common)
     defaults = SyntheticConfig()
     p.add_argument("--out", required=True, help="folder to write (must not exist or be empty)")
     for name in ("train_ids", "test_ids", "cameras", "height", "width"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     p.add_argument("--contact-sheet", metavar="PNG", help="also write a contact sheet (8 ids x cameras)")
-    p.set_defaults(func=cmd_synth)
-    subparsers["synth"] = p
 
-    p = sub.add_parser("evaluate", help="clean retrieval metrics of a model on a data set")
-    for add in (add_common, add_data, add_model):
-        add(p)
+    p = subcommand("evaluate", cmd_evaluate, "clean retrieval metrics of a model on a data set", add_common, add_data, add_model)
     p.add_argument("--flip", action="store_true", help="average features of each image and its mirror")
     p.add_argument("--ap", default="standard", choices=("standard", "trapezoid"), help="AP definition")
     p.add_argument("--json", help="also write the metrics to this JSON file")
-    p.set_defaults(func=cmd_evaluate)
-    subparsers["evaluate"] = p
 
-    p = sub.add_parser("train", help="train a re-ID model")
-    add_common(p)
-    add_data(p)
+    p = subcommand("train", cmd_train, "train a re-ID model", add_common, add_data)
     train_defaults = TrainConfig()
     p.add_argument("--model", default="compact", help=f"architecture ({', '.join(model_names())})")
     p.add_argument("--embedding-dim", type=int, help="add a linear embedding of this size before the BNNeck")
@@ -239,27 +252,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flip")
     p.add_argument("--out", help="folder for checkpoints (default runs/train-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch saved in --out")
-    p.set_defaults(func=cmd_train)
-    subparsers["train"] = p
 
-    p = sub.add_parser("attack", help="run one attack setting (white-box or transfer)")
-    for add in (add_common, add_data, add_model):
-        add(p)
-    add_attack(p, single=True)
-    p.set_defaults(func=cmd_attack)
-    subparsers["attack"] = p
-
-    p = sub.add_parser("run", help="the main job: clean evaluation and the standard attack sweep, with a report")
-    for add in (add_common, add_data, add_model):
-        add(p)
-    add_attack(p, single=False)
-    p.set_defaults(func=cmd_run)
-    subparsers["run"] = p
-
-    p = sub.add_parser("report", help="rebuild a run's report.html from its results.json")
+    subcommand("attack", cmd_attack, "run one attack setting (white-box or transfer)",
+               add_common, add_data, add_model, lambda p: add_attack(p, single=True))  # fmt: skip
+    subcommand("run", cmd_run, "the main job: clean evaluation and the standard attack sweep, with a report",
+               add_common, add_data, add_model, lambda p: add_attack(p, single=False))  # fmt: skip
+    p = subcommand("report", cmd_report, "rebuild a run's report.html from its results.json")
     p.add_argument("run_dir", help="a folder written by metricattack run")
-    p.set_defaults(func=cmd_report)
-    subparsers["report"] = p
     return parser, subparsers
 
 
