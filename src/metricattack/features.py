@@ -33,6 +33,23 @@ def image_loader(
     )
 
 
+def read_images(
+    samples: list[Sample],
+    batch_size: int = 256,
+    image_size: tuple[int, int] | None = None,
+    workers: int = 0,
+    progress: bool = False,
+    desc: str = "reading images",
+) -> torch.Tensor:
+    """All images of ``samples`` as one 8-bit tensor (N,3,H,W), to keep in memory."""
+    loader = image_loader(samples, batch_size, image_size, workers)
+    chunks = [
+        images.mul(255).round().to(torch.uint8)
+        for images, _, _, _ in tqdm(loader, desc=desc, disable=not progress, leave=False)
+    ]
+    return torch.cat(chunks)
+
+
 @torch.inference_mode()
 def features_of(model: nn.Module, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
     """Features of a batch in [0,1]; with ``flip`` the mean of the image's and its mirror's features."""

@@ -20,7 +20,7 @@ from metricattack.data.base import ReIDData, Sample
 from metricattack.data.writer import write_images
 from metricattack.errors import InputError
 from metricattack.evaluation import RetrievalMetrics, evaluate_ranking, pairwise_distance, top_k_valid
-from metricattack.features import image_loader
+from metricattack.features import read_images
 from metricattack.models.reid import ReIDModel
 
 SIDES = ("gallery", "query", "both")
@@ -115,13 +115,9 @@ def load_side(samples: list[Sample], batch_size: int, image_size: tuple[int, int
     """Read a split's images into one 8-bit tensor."""
     if not samples:
         raise InputError("no images in this split (expected a non-empty query and gallery)")
-    chunks = [
-        images.mul(255).round().to(torch.uint8)
-        for images, _, _, _ in image_loader(samples, batch_size, image_size, workers)
-    ]
     return SideImages(
         samples,
-        torch.cat(chunks),
+        read_images(samples, batch_size, image_size, workers),
         torch.tensor([s.pid for s in samples]),
         torch.tensor([s.camid for s in samples]),
     )

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from metricattack.atomic import atomic_write
 from metricattack.data.base import Sample
 from metricattack.errors import InputError
-from metricattack.features import image_loader
+from metricattack.features import read_images
 from metricattack.models.checkpoints import checkpoint_paths, load_state_strict, save_checkpoint
 from metricattack.models.reid import ReIDModel
 from metricattack.training.augment import TrainAugment
@@ -64,18 +64,6 @@ def build_optimizer(model: ReIDModel, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
 
 
-def load_train_images(
-    samples: list[Sample], image_size: tuple[int, int] | None, workers: int, progress: bool = True
-) -> torch.Tensor:
-    """All training images as one 8-bit tensor (N,3,H,W): read once, sampled from memory every epoch."""
-    loader = image_loader(samples, 256, image_size, workers)
-    chunks = [
-        images.mul(255).round().to(torch.uint8)
-        for images, _, _, _ in tqdm(loader, desc="reading images", disable=not progress, leave=False)
-    ]
-    return torch.cat(chunks)
-
-
 def train_model(
     model: ReIDModel,
     samples: list[Sample],
@@ -119,7 +107,7 @@ def train_model(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch = int(state["epoch"]) + 1
-    images = load_train_images(samples, image_size, workers, progress)
+    images = read_images(samples, 256, image_size, workers, progress)  # sampled from memory every epoch
     for epoch in range(start_epoch, config.epochs):
         model.train()
         sampler.set_epoch(epoch)
