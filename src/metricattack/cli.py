@@ -71,6 +71,7 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
         parser.add_argument("--side", default="gallery", help=f"one of {', '.join(SIDES)}")
         parser.add_argument("--goal", default="untargeted", help=f"one of {', '.join(GOALS)}")
         parser.add_argument("--target-pid", type=int, help="targeted: the identity to pull toward (default random)")
+        parser.add_argument("--restarts", type=int, help="pgd: random restarts, the best per image kept (default 1)")
         parser.add_argument("--source-model", action="append", default=[], metavar="MODEL",
                             help="model that makes the images; several form an averaged-loss ensemble (default: --model/--weights)")
         parser.add_argument("--transfer-each", action="store_true",
@@ -178,7 +179,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_attack(args: argparse.Namespace) -> int:
     """metricattack attack: one setting, from source model(s) to target model(s)."""
-    setting = AttackSetting(args.attack, args.eps, args.side, args.goal, args.norm, args.steps, args.step_size, args.target_pid)
+    setting = AttackSetting(args.attack, args.eps, args.side, args.goal, args.norm, args.steps, args.step_size, args.target_pid,
+                            args.restarts)
     setting.validate()
     sources = unique_names([model_from_reference(r) for r in args.source_model]) or [main_model(args)]
     targets = unique_names(sources + [model_from_reference(r) for r in args.target_model])

@@ -187,6 +187,38 @@ def test_bad_arguments(call, message):
 def test_repr_shows_every_setting():
     assert repr(MIFGSM(5 / 255)) == (
         "MIFGSM(eps=0.0196078 (5/255), step_size=0.00392157 (1/255), steps=6, norm='linf', "
-        "random_start=False, momentum=1.0)"
+        "random_start=False, momentum=1.0, restarts=1, keep_best=False)"
     )
     assert repr(PGD(0.5, norm="l2")).startswith("PGD(eps=0.5 (127.5/255), step_size=0.125 (31.88/255), steps=10, norm='l2', random_start=True")
+
+
+def oscillating_objective():
+    """Per-image sin of a pixel sum: sign ascent with a large step overshoots, so later iterates can be worse."""
+    return lambda x: torch.sin(20 * x.flatten(1).sum(dim=1))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_keep_best_never_loses_to_fewer_steps(norm):
+    # With the same random start the 12-step iterates include the 4-step ones, so the best can only rise.
+    objective, eps = oscillating_objective(), EPS[norm]
+    results = {}
+    for steps in (4, 12):
+        rule = PGD(eps, step_size=eps, steps=steps, norm=norm)
+        results[steps] = objective(rule.run(images(), objective, torch.Generator().manual_seed(3)))
+    assert (results[12] >= results[4]).all()
+    last_only = PGD(eps, step_size=eps, steps=12, norm=norm, keep_best=False)
+    without = objective(last_only.run(images(), objective, torch.Generator().manual_seed(3)))
+    assert (results[12] >= without).all() and (results[12] > without).any()
+
+
+def test_restarts_keep_the_best_of_each_run():
+    objective, eps = oscillating_objective(), 8 / 255
+    generator = torch.Generator().manual_seed(5)
+    singles = [objective(PGD(eps, steps=3).run(images(), objective, generator)) for _ in range(3)]
+    best = objective(PGD(eps, steps=3, restarts=3).run(images(), objective, torch.Generator().manual_seed(5)))
+    assert torch.allclose(best, torch.stack(singles).amax(dim=0))
+
+
+def test_restarts_must_be_a_positive_integer():
+    with pytest.raises(InputError, match="--restarts must be an integer >= 1"):
+        PGD(8 / 255, restarts=0)

@@ -39,6 +39,7 @@ class AttackSetting:
     steps: int | None = None
     step_size: float | None = None
     target_pid: int | None = None
+    restarts: int | None = None
 
     def validate(self) -> None:
         """Raise InputError for a side, goal or target that is not one we know."""
@@ -57,6 +58,8 @@ class AttackSetting:
             options["steps"] = self.steps
         if self.step_size is not None:
             options["step_size"] = pixels_to_fraction(self.step_size, "--step-size")
+        if self.restarts is not None:
+            options["restarts"] = self.restarts
         return build_step_rule(self.attack, pixels_to_fraction(self.eps, "--eps"), **options)
 
     @property
@@ -69,6 +72,8 @@ class AttackSetting:
             parts.append(f"alpha{self.step_size:g}")
         if self.target_pid is not None:
             parts.append(f"pid{self.target_pid}")
+        if self.restarts is not None:
+            parts.append(f"restarts{self.restarts}")
         return "-".join(parts)
 
 

@@ -122,6 +122,11 @@ class StepRule:
         with momentum m (MI-FGSM): g_t = m g_{t-1} + g_t / mean(|g_t|)   (per image)
         x_t = clip_[0,1](x + project_eps(x_{t-1} + step_size * direction(g_t) - x))
     where direction is sign(g) under L∞ and g / ||g||_2 under L2. eps and step_size are fractions of 1.
+
+    ``restarts`` runs the loop that many times (from fresh random starts when ``random_start``).
+    ``keep_best`` returns, per image, the iterate with the highest objective seen over every step and
+    restart (x_0 .. x_steps) instead of the last one, so more steps or restarts never weaken the attack;
+    it costs one extra forward pass per restart.
     """
 
     def __init__(
@@ -132,6 +137,8 @@ class StepRule:
         norm: str = "linf",
         random_start: bool = False,
         momentum: float | None = None,
+        restarts: int = 1,
+        keep_best: bool = False,
     ) -> None:
         if not 0 < eps <= 1:
             raise InputError(f"eps must be in (0, 1] as a fraction of 1 (pixels / 255), got {eps:g}")
@@ -142,18 +149,23 @@ class StepRule:
             raise InputError(f"--norm: unknown norm {norm!r} (expected one of {', '.join(NORMS)})")
         if momentum is not None and not momentum >= 0:
             raise InputError(f"--momentum must be >= 0, got {momentum:g}")
+        if restarts < 1 or int(restarts) != restarts:
+            raise InputError(f"--restarts must be an integer >= 1, got {restarts}")
         self.eps = eps
         self.step_size = step_size
         self.steps = int(steps)
         self.norm = norm
         self.random_start = random_start
         self.momentum = momentum
+        self.restarts = int(restarts)
+        self.keep_best = keep_best
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(eps={self.eps:.6g} ({self.eps * 255:.4g}/255), "
             f"step_size={self.step_size:.6g} ({self.step_size * 255:.4g}/255), steps={self.steps}, "
-            f"norm={self.norm!r}, random_start={self.random_start}, momentum={self.momentum})"
+            f"norm={self.norm!r}, random_start={self.random_start}, momentum={self.momentum}, "
+            f"restarts={self.restarts}, keep_best={self.keep_best})"
         )
 
     def run(
@@ -170,6 +182,23 @@ class StepRule:
         originals = images.detach()
         if originals.numel() and (originals.min() < 0 or originals.max() > 1):
             raise ValueError("images must be in [0, 1]")
+        best = best_values = None
+        for _ in range(self.restarts):
+            adversarial, values = self._ascend(originals, objective, generator)
+            if self.keep_best:
+                best, best_values = _keep_better(best, best_values, adversarial, values)
+            else:
+                best = adversarial
+        return best
+
+    def _check_values(self, values: torch.Tensor, originals: torch.Tensor) -> None:
+        if values.shape != originals.shape[:1]:
+            raise ValueError(f"objective must return one value per image {tuple(originals.shape[:1])}, got {tuple(values.shape)}")
+
+    def _ascend(
+        self, originals: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One run of the loop: the adversarial images and, with ``keep_best``, the best iterate's values (B,)."""
         norm = NORMS[self.norm]
         if self.random_start:
             adversarial = (originals + norm.random_start(originals, self.eps, generator)).clamp(0, 1)
@@ -177,19 +206,37 @@ class StepRule:
             adversarial = originals.clone()
         constrain = norm.constraint(originals, self.eps)
         accumulated = None  # MI-FGSM's running gradient
+        best = best_values = None
         with torch.enable_grad():
             for _ in range(self.steps):
                 adversarial.requires_grad_(True)
                 values = objective(adversarial)
-                if values.shape != originals.shape[:1]:
-                    raise ValueError(f"objective must return one value per image {tuple(originals.shape[:1])}, got {tuple(values.shape)}")
+                self._check_values(values, originals)
                 (grad,) = torch.autograd.grad(values.sum(), adversarial)
+                if self.keep_best:
+                    best, best_values = _keep_better(best, best_values, adversarial.detach(), values.detach())
                 if self.momentum is not None:
                     normalised = grad / _per_image(grad.abs().flatten(1).mean(dim=1).clamp(min=_TINY), grad)
                     accumulated = normalised if accumulated is None else self.momentum * accumulated + normalised
                     grad = accumulated
                 adversarial = constrain(torch.add(adversarial.detach(), norm.direction(grad), alpha=self.step_size))
-        return adversarial.detach()
+        adversarial = adversarial.detach()
+        if not self.keep_best:
+            return adversarial, None
+        with torch.no_grad():
+            values = objective(adversarial)
+        self._check_values(values, originals)
+        return _keep_better(best, best_values, adversarial, values.detach())
+
+
+def _keep_better(
+    best: torch.Tensor | None, best_values: torch.Tensor | None, candidate: torch.Tensor, values: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the candidate where its objective value is higher than the best so far."""
+    if best is None:
+        return candidate, values
+    better = values > best_values
+    return torch.where(_per_image(better, best), candidate, best), torch.where(better, values, best_values)
 
 
 class FGSM(StepRule):
@@ -228,14 +275,23 @@ class MIFGSM(StepRule):
 class PGD(StepRule):
     """Projected gradient descent (Madry et al., 2018): random start, steps of 2.5 eps / steps by default.
 
-    Images in [0,1]; eps and step_size are fractions of 1.
+    Images in [0,1]; eps and step_size are fractions of 1. ``restarts`` random starts; per image the
+    best iterate over all steps and restarts is kept (``keep_best``), as robustness evaluations do.
     """
 
     def __init__(
-        self, eps: float, step_size: float | None = None, steps: int = 10, norm: str = "linf", random_start: bool = True
+        self,
+        eps: float,
+        step_size: float | None = None,
+        steps: int = 10,
+        norm: str = "linf",
+        random_start: bool = True,
+        restarts: int = 1,
+        keep_best: bool = True,
     ) -> None:
         _check_steps(steps)
-        super().__init__(eps, 2.5 * eps / steps if step_size is None else step_size, steps, norm, random_start)
+        step_size = 2.5 * eps / steps if step_size is None else step_size
+        super().__init__(eps, step_size, steps, norm, random_start, restarts=restarts, keep_best=keep_best)
 
 
 ATTACKS: dict[str, type[StepRule]] = {"fgsm": FGSM, "ifgsm": IFGSM, "mifgsm": MIFGSM, "pgd": PGD}
