@@ -24,7 +24,8 @@ from metricattack.report.html import build_report
 from metricattack.report.results import text_table, transfer_matrix, write_results
 from metricattack.retrieval import evaluate_model, metrics_line
 from metricattack.runtime import choose_device, seed_everything
-from metricattack.sweep import DEFAULT_PLAN, base_record, check_out_dir, run_sweep, settings_from_config
+from metricattack.plans import PLANS, get_plan
+from metricattack.sweep import base_record, check_out_dir, run_sweep, settings_from_config
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 
 
@@ -79,6 +80,8 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
         parser.add_argument("--out", help="write results.json/.csv/.md and the report here")
     else:
         parser.add_argument("--settings", help=argparse.SUPPRESS)  # a list of settings, from --config only
+        parser.add_argument("--plan", default="default",
+                            help="named sweep: " + "; ".join(f"{p.name}: {p.description}" for p in PLANS.values()))
         parser.add_argument("--out", help="run folder (default runs/<timestamp>)")
         parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished settings")
 
@@ -165,7 +168,7 @@ def finish_run(record: dict, out_dir: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """metricattack run: the sweep of settings on one model, with result files and the report."""
-    settings = settings_from_config(args.settings) if args.settings else list(DEFAULT_PLAN)
+    settings = settings_from_config(args.settings) if args.settings else list(get_plan(args.plan).settings)
     victim = main_model(args)
     targets = unique_names([victim] + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")

@@ -14,15 +14,6 @@ from metricattack.errors import InputError
 from metricattack.report.examples import write_examples
 from metricattack.report.results import read_results, write_results
 
-DEFAULT_PLAN: tuple[AttackSetting, ...] = (
-    *(AttackSetting("ifgsm", eps) for eps in (1, 2, 3, 4, 5, 8, 12, 16)),
-    AttackSetting("fgsm", 5),
-    AttackSetting("mifgsm", 5),
-    AttackSetting("ifgsm", 5, side="query"),
-    AttackSetting("ifgsm", 8, side="query", goal="targeted"),
-)
-
-
 def settings_from_config(entries: list) -> list[AttackSetting]:
     """Settings from a YAML list of mappings (keys as AttackSetting fields), checked."""
     known = {f.name for f in fields(AttackSetting)}
