@@ -17,6 +17,7 @@ from metricattack.atomic import atomic_write_text
 from metricattack.config import apply_config
 from metricattack.data.synthetic import SyntheticConfig, contact_sheet, generate
 from metricattack.errors import InputError
+from metricattack.evaluation.pipeline import Pipeline, pipelines_from_options
 from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.models import FORMAT_NAMES, build_model, load_model, model_names, save_checkpoint
 from metricattack.report.examples import write_examples
@@ -53,6 +54,20 @@ def add_model(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help=f"architecture ({', '.join(model_names())}); default: the bundled model")
     parser.add_argument("--weights", help="checkpoint: ours (.safetensors + .json) or torchreid / paper code (.pth)")
     parser.add_argument("--weights-format", default="auto", choices=FORMAT_NAMES, help="foreign checkpoint layout")
+
+
+def add_pipeline(parser: argparse.ArgumentParser, several: bool) -> None:
+    """What the deployed system does after the model; ``several``: also evaluate under other pipelines."""
+    parser.add_argument("--flip", action="store_true",
+                        help="average features of each image and its mirror (the attack differentiates through it)")
+    parser.add_argument("--query-expansion", type=int, default=0, metavar="N",
+                        help="average query expansion over the top N gallery images (default 0: none)")
+    parser.add_argument("--rerank", action="store_true",
+                        help="k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3) of the final distances")
+    if several:
+        parser.add_argument("--pipelines", nargs="+", metavar="PIPELINE",
+                            help="also evaluate the attacked images under these pipelines, a row each: plain, or "
+                                 "flip, qeN, rerank joined by + (e.g. plain rerank flip+qe5+rerank)")
 
 
 def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
@@ -104,15 +119,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     data = load_data(args.dataset, args.data_root, not args.no_progress)
     model, meta = load_model(args.model, args.weights, args.weights_format)
+    pipeline = Pipeline(args.flip, args.query_expansion, args.rerank)
     metrics = evaluate_model(model.to(device), data, device, args.batch_size, args.flip, args.image_size,
-                             args.workers, args.ap, not args.no_progress)
+                             args.workers, args.ap, not args.no_progress, args.query_expansion, args.rerank)
     spec = model.spec
     print(data.summary())
     print(f"model {spec.arch} ({args.weights or ('bundled default' if args.model is None else 'random weights')}), "
           f"distance {spec.metric}{' on L2-normalised features' if spec.normalize else ''}")
+    print(f"pipeline {pipeline.name}")
     print(metrics_line(metrics))
     if args.json:
-        atomic_write_text(args.json, json.dumps({"dataset": data.name, "model": meta.get("spec"), **metrics.as_dict()}, indent=2) + "\n")
+        atomic_write_text(args.json, json.dumps({"dataset": data.name, "model": meta.get("spec"), "pipeline": pipeline.as_dict(),
+                                                 **metrics.as_dict()}, indent=2) + "\n")
     return 0
 
 
@@ -149,7 +167,8 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
     data = load_data(args.dataset, args.data_root, not args.no_progress)
     return Campaign(data, sources, targets, device, batch_size=args.batch_size, seed=args.seed,
                     quantize_images=not args.no_quantize, average_precision=args.ap,
-                    image_size=args.image_size, workers=args.workers, progress=not args.no_progress)
+                    image_size=args.image_size, workers=args.workers, progress=not args.no_progress,
+                    pipelines=pipelines_from_options(args.flip, args.query_expansion, args.rerank, args.pipelines))
 
 
 def main_model(args: argparse.Namespace) -> NamedModel:
@@ -238,8 +257,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     p.add_argument("--contact-sheet", metavar="PNG", help="also write a contact sheet (8 ids x cameras)")
 
-    p = subcommand("evaluate", cmd_evaluate, "clean retrieval metrics of a model on a data set", add_common, add_data, add_model)
-    p.add_argument("--flip", action="store_true", help="average features of each image and its mirror")
+    p = subcommand("evaluate", cmd_evaluate, "clean retrieval metrics of a model on a data set", add_common, add_data, add_model,
+                   lambda p: add_pipeline(p, several=False))  # fmt: skip
     p.add_argument("--ap", default="standard", choices=("standard", "trapezoid"), help="AP definition")
     p.add_argument("--json", help="also write the metrics to this JSON file")
 
@@ -259,9 +278,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--resume", action="store_true", help="continue from the last epoch saved in --out")
 
     subcommand("attack", cmd_attack, "run one attack setting (white-box or transfer)",
-               add_common, add_data, add_model, lambda p: add_attack(p, single=True))  # fmt: skip
+               add_common, add_data, add_model, lambda p: add_attack(p, single=True), lambda p: add_pipeline(p, several=True))  # fmt: skip
     subcommand("run", cmd_run, "the main job: clean evaluation and the standard attack sweep, with a report",
-               add_common, add_data, add_model, lambda p: add_attack(p, single=False))  # fmt: skip
+               add_common, add_data, add_model, lambda p: add_attack(p, single=False), lambda p: add_pipeline(p, several=True))  # fmt: skip
     p = subcommand("report", cmd_report, "rebuild a run's report.html from its results.json")
     p.add_argument("run_dir", help="a folder written by metricattack run")
     return parser, subparsers

@@ -9,6 +9,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from metricattack.data.base import ImageDataset, Sample, collate_images
+from metricattack.evaluation.pipeline import with_flip
 
 
 @dataclass
@@ -53,10 +54,7 @@ def read_images(
 @torch.inference_mode()
 def features_of(model: nn.Module, images: torch.Tensor, flip: bool = False) -> torch.Tensor:
     """Features of a batch in [0,1]; with ``flip`` the mean of the image's and its mirror's features."""
-    features = model(images)
-    if flip:
-        features = (features + model(images.flip(-1))) / 2
-    return features
+    return with_flip(model, flip)(images)
 
 
 def extract_features(

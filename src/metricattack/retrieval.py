@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from metricattack.data.base import ReIDData
-from metricattack.evaluation import RetrievalMetrics, evaluate_features
+from metricattack.evaluation import RetrievalMetrics
+from metricattack.evaluation.pipeline import Pipeline
 from metricattack.features import extract_features
 from metricattack.models.reid import ReIDModel
 
@@ -20,16 +21,18 @@ def evaluate_model(
     workers: int = 0,
     average_precision: str = "standard",
     progress: bool = True,
+    query_expansion: int = 0,
+    rerank: bool = False,
 ) -> RetrievalMetrics:
-    """Market-1501 metrics of ``model`` on ``data``'s query and gallery, with the model's own distance."""
+    """Market-1501 metrics of ``model`` on ``data``'s query and gallery, with the model's own distance, after
+    flip averaging, average query expansion over the top ``query_expansion`` and re-ranking when asked."""
+    pipeline = Pipeline(flip, query_expansion, rerank)
     options = dict(device=device, batch_size=batch_size, flip=flip, image_size=image_size, workers=workers, progress=progress)
     query = extract_features(model, data.query, desc="query", **options)
     gallery = extract_features(model, data.gallery, desc="gallery", **options)
     spec = model.spec
-    return evaluate_features(
-        query.features, gallery.features, query.pids, gallery.pids, query.camids, gallery.camids,
-        metric=spec.metric, normalize=spec.normalize, average_precision=average_precision,
-    )  # fmt: skip
+    labels = (query.pids, gallery.pids, query.camids, gallery.camids)
+    return pipeline.evaluate(query.features, gallery.features, labels, spec.metric, spec.normalize, average_precision)
 
 
 def metrics_line(metrics: RetrievalMetrics) -> str:

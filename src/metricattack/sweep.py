@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from metricattack import __version__
 from metricattack.attacks.campaign import AttackSetting, Campaign, save_adversarial_images
 from metricattack.errors import InputError
+from metricattack.evaluation.pipeline import PLAIN_NAME
 from metricattack.report.examples import write_examples
 from metricattack.report.results import read_results, write_results
 
@@ -58,7 +59,12 @@ def base_record(campaign: Campaign, command: str) -> dict:
             "sources": [named.name for named in campaign.sources],
             "targets": {named.name: named.model.spec.to_dict() for named in campaign.targets},
         },
-        "clean": {named.name: campaign.clean_metrics(named).as_dict() for named in campaign.targets},
+        "pipelines": [pipeline.as_dict() for pipeline in campaign.pipelines],
+        "clean": {named.name: campaign.clean_result(named) for named in campaign.targets},
+        "clean_by_pipeline": {
+            pipeline.name: {named.name: campaign.clean_result(named, pipeline) for named in campaign.targets}
+            for pipeline in campaign.pipelines
+        },
         "results": [],
         "examples": {},
     }
@@ -83,10 +89,10 @@ def run_sweep(
         previous_record = read_results(out_dir)
     done = previous_record["results"]
     record = base_record(campaign, command)
-    finished = {(row["key"], row["target"]) for row in done}
+    finished = {(row["key"], row["target"], row.get("pipeline", PLAIN_NAME)) for row in done}
     for setting in tqdm(settings, desc="settings", disable=not campaign.progress):
         previous = [row for row in done if row["key"] == setting.key]
-        if previous and all((setting.key, named.name) in finished for named in campaign.targets):
+        if previous and all((setting.key, named.name, p.name) in finished for named in campaign.targets for p in campaign.pipelines):
             record["results"] += previous
             if setting.key in previous_record.get("examples", {}):
                 record["examples"][setting.key] = previous_record["examples"][setting.key]

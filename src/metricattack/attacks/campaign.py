@@ -6,8 +6,10 @@ every setting; only attacked images are passed through the models again.
 
 from __future__ import annotations
 
+import itertools
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -19,7 +21,10 @@ from metricattack.attacks.steps import build_step_rule, pixels_to_fraction
 from metricattack.data.base import ReIDData, Sample
 from metricattack.data.writer import write_images
 from metricattack.errors import InputError
-from metricattack.evaluation import RetrievalMetrics, evaluate_ranking, pairwise_distance, top_k_valid
+from metricattack.evaluation import RetrievalMetrics, evaluate_ranking, top_k_valid
+from metricattack.evaluation.damage import RankingSummary, match_rank_stats, ranking_damage, summarize_ranking
+from metricattack.evaluation.perceptibility import perturbation_sizes
+from metricattack.evaluation.pipeline import PLAIN, FlipAverage, Pipeline, check_pipelines, with_flip
 from metricattack.features import read_images
 from metricattack.models.reid import ReIDModel
 
@@ -109,6 +114,8 @@ class AttackOutcome:
     seconds: float
     num_steps: int = 1
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # attacked (query, gallery) per target
+    rankings: dict[str, RankingSummary] = field(default_factory=dict)  # attacked, per target, deployed pipeline
+    perceptibility: dict | None = None  # perturbation sizes of the attacked images, computed once
 
     @property
     def num_attacked(self) -> int:
@@ -171,9 +178,12 @@ class Campaign:
         image_size: tuple[int, int] | None = None,
         workers: int = 0,
         progress: bool = True,
+        pipelines: Sequence[Pipeline] = (PLAIN,),
     ) -> None:
         if not sources or not targets:
             raise InputError("a campaign needs at least one source and one target model")
+        self.pipelines = check_pipelines(pipelines)  # the first is the deployed one: the attack goes through its flip
+        sources, targets = ([replace(n, model=with_flip(n.model, self.pipelines[0].flip)) for n in group] for group in (sources, targets))
         self.data = data
         self.sources = sources
         self.targets = targets
@@ -187,7 +197,8 @@ class Campaign:
             named.model.to(device).eval()
         self.query = load_side(data.query, batch_size, image_size, workers)
         self.gallery = load_side(data.gallery, batch_size, image_size, workers)
-        self._clean: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._clean: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._clean_evaluations: dict[tuple[str, str], tuple[RetrievalMetrics, RankingSummary]] = {}
 
     # --- features -------------------------------------------------------------------------
     @torch.no_grad()  # not inference_mode: clean features are references inside the attacks' graphs
@@ -200,19 +211,21 @@ class Campaign:
             chunks.append(model(batch).float())
         return torch.cat(chunks)
 
-    def clean_features(self, named: NamedModel) -> tuple[torch.Tensor, torch.Tensor]:
-        """(query, gallery) clean features of a model, computed once."""
-        if named.name not in self._clean:
-            self._clean[named.name] = (
-                self.features(named.model, self.query.images),
-                self.features(named.model, self.gallery.images),
-            )
-        return self._clean[named.name]
+    def clean_features(self, named: NamedModel, flip: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query, gallery) clean features of a model, computed once; ``flip`` overrides the deployed flip averaging."""
+        model = named.model if flip is None else with_flip(named.model, flip)
+        key = (named.name, isinstance(model, FlipAverage))
+        if key not in self._clean:
+            self._clean[key] = (self.features(model, self.query.images), self.features(model, self.gallery.images))
+        return self._clean[key]
 
-    def evaluate(self, named: NamedModel, query_features: torch.Tensor, gallery_features: torch.Tensor) -> tuple[RetrievalMetrics, torch.Tensor]:
-        """Metrics and the distance matrix (Q,G) under the model's own distance."""
+    def evaluate(
+        self, named: NamedModel, query_features: torch.Tensor, gallery_features: torch.Tensor, pipeline: Pipeline | None = None
+    ) -> tuple[RetrievalMetrics, torch.Tensor]:
+        """Metrics and the distance matrix (Q,G) under the model's own distance, after the query expansion and
+        re-ranking of ``pipeline`` (default: the deployed one); the features are already flip-averaged or not."""
         spec = named.model.spec
-        distances = pairwise_distance(query_features, gallery_features, metric=spec.metric, normalize=spec.normalize)
+        distances = (pipeline or self.pipelines[0]).distances(query_features, gallery_features, spec.metric, spec.normalize)
         metrics = evaluate_ranking(
             distances,
             self.query.pids.to(distances.device),
@@ -223,9 +236,29 @@ class Campaign:
         )
         return metrics, distances
 
-    def clean_metrics(self, named: NamedModel) -> RetrievalMetrics:
-        """Metrics of the unattacked retrieval."""
-        return self.evaluate(named, *self.clean_features(named))[0]
+    def clean_metrics(self, named: NamedModel, pipeline: Pipeline | None = None) -> RetrievalMetrics:
+        """Metrics of the unattacked retrieval (under the deployed pipeline unless told)."""
+        return self.clean_evaluation(named, pipeline)[0]
+
+    def summarize(self, distances: torch.Tensor) -> RankingSummary:
+        """First-match ranks and top-10 lists of a distance matrix (Q,G) under the protocol."""
+        device = distances.device
+        return summarize_ranking(distances, self.query.pids.to(device), self.gallery.pids.to(device),
+                                 self.query.camids.to(device), self.gallery.camids.to(device))  # fmt: skip
+
+    def clean_evaluation(self, named: NamedModel, pipeline: Pipeline | None = None) -> tuple[RetrievalMetrics, RankingSummary]:
+        """Clean metrics and ranking summary under a pipeline (default: the deployed one), computed once."""
+        pipeline = pipeline or self.pipelines[0]
+        key = (named.name, pipeline.name)
+        if key not in self._clean_evaluations:
+            metrics, distances = self.evaluate(named, *self.clean_features(named, pipeline.flip), pipeline)
+            self._clean_evaluations[key] = (metrics, self.summarize(distances))
+        return self._clean_evaluations[key]
+
+    def clean_result(self, named: NamedModel, pipeline: Pipeline | None = None) -> dict:
+        """The clean row of results.json: metrics, the pipeline and the first true match's mean / median rank."""
+        metrics, summary = self.clean_evaluation(named, pipeline)
+        return {"pipeline": (pipeline or self.pipelines[0]).name, **metrics.as_dict(), **match_rank_stats(summary)}
 
     # --- attack ---------------------------------------------------------------------------
     def attack(self, setting: AttackSetting, sources: list[NamedModel] | None = None) -> AttackOutcome:
@@ -296,22 +329,35 @@ class Campaign:
         return indices, images, targets[indices]
 
     # --- evaluation under attack ----------------------------------------------------------
-    def evaluate_outcome(self, outcome: AttackOutcome, named: NamedModel) -> tuple[dict, torch.Tensor]:
-        """Metrics of the attacked retrieval for one target model, and its distance matrix (Q,G).
+    def evaluate_outcome(self, outcome: AttackOutcome, named: NamedModel, pipeline: Pipeline | None = None) -> tuple[dict, torch.Tensor]:
+        """Metrics, ranking damage and perturbation sizes of the attacked retrieval for one target model under a
+        pipeline (default: the deployed one), and its distance matrix (Q,G).
 
-        The attacked features are kept in ``outcome.features`` for ranking lists.
+        Under the deployed pipeline the attacked features and ranking summary are kept in ``outcome.features``
+        and ``outcome.rankings`` for ranking lists.
         """
-        query_features, gallery_features = (f.clone() for f in self.clean_features(named))
+        deployed = pipeline is None or pipeline == self.pipelines[0]
+        pipeline = pipeline or self.pipelines[0]
+        model = with_flip(named.model, pipeline.flip)
+        query_features, gallery_features = (f.clone() for f in self.clean_features(named, pipeline.flip))
         if len(outcome.query_indices):
-            query_features[outcome.query_indices.to(self.device)] = self.features(named.model, outcome.query_images)
+            query_features[outcome.query_indices.to(self.device)] = self.features(model, outcome.query_images)
         if len(outcome.gallery_indices):
-            gallery_features[outcome.gallery_indices.to(self.device)] = self.features(named.model, outcome.gallery_images)
-        outcome.features[named.name] = (query_features, gallery_features)
-        metrics, distances = self.evaluate(named, query_features, gallery_features)
-        result = metrics.as_dict()
+            gallery_features[outcome.gallery_indices.to(self.device)] = self.features(model, outcome.gallery_images)
+        metrics, distances = self.evaluate(named, query_features, gallery_features, pipeline)
+        summary = self.summarize(distances)
+        if deployed:
+            outcome.features[named.name] = (query_features, gallery_features)
+            outcome.rankings[named.name] = summary
+        result = {"pipeline": pipeline.name, **metrics.as_dict(), **ranking_damage(self.clean_evaluation(named, pipeline)[1], summary)}
         if outcome.setting.goal == "targeted":
             result.update(self.target_success(outcome, distances))
-        return result, distances
+        if outcome.perceptibility is None:
+            sides = ((self.query, outcome.query_indices, outcome.query_images),
+                     (self.gallery, outcome.gallery_indices, outcome.gallery_images))  # fmt: skip
+            pairs = [(side.images[indices], images) for side, indices, images in sides if len(indices)]
+            outcome.perceptibility = perturbation_sizes(pairs, self.batch_size, self.device)
+        return {**result, **outcome.perceptibility}, distances
 
     def target_success(self, outcome: AttackOutcome, distances: torch.Tensor) -> dict:
         """Targeted success at rank 1 and 5.
@@ -349,8 +395,8 @@ class Campaign:
         sources = sources or self.sources
         outcome = self.attack(setting, sources)
         rows = []
-        for named in self.targets:
-            metrics, _ = self.evaluate_outcome(outcome, named)
+        for named, pipeline in itertools.product(self.targets, self.pipelines):
+            metrics, _ = self.evaluate_outcome(outcome, named, pipeline)
             rows.append(
                 {
                     **asdict(setting),

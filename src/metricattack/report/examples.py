@@ -8,7 +8,6 @@ import torch
 
 from metricattack.attacks.campaign import AttackOutcome, Campaign
 from metricattack.data.writer import save_png
-from metricattack.evaluation import pairwise_distance, top_k_valid
 
 TOP_K = 10
 MAX_PAIRS = 4
@@ -37,19 +36,6 @@ def example_queries(campaign: Campaign, outcome: AttackOutcome, count: int) -> t
         candidates = torch.isin(query_pids, campaign.gallery.pids[outcome.gallery_indices]).nonzero().flatten()
     order = torch.randperm(len(candidates), generator=torch.Generator().manual_seed(campaign.seed))
     return candidates[order[:count]].sort().values
-
-
-def ranked(campaign: Campaign, spec, query_features, gallery_features, queries: torch.Tensor) -> torch.Tensor:
-    """Top-k valid gallery indices (len(queries), k) for some queries."""
-    distances = pairwise_distance(query_features[queries], gallery_features, metric=spec.metric, normalize=spec.normalize)
-    return top_k_valid(
-        distances.cpu(),
-        campaign.query.pids[queries],
-        campaign.gallery.pids,
-        campaign.query.camids[queries],
-        campaign.gallery.camids,
-        TOP_K,
-    )
 
 
 def write_examples(campaign: Campaign, outcome: AttackOutcome, out_dir: Path, count: int = 3) -> dict:
@@ -86,9 +72,9 @@ def write_examples(campaign: Campaign, outcome: AttackOutcome, out_dir: Path, co
         }
 
     queries = example_queries(campaign, outcome, count)
-    spec = named.model.spec
-    clean_top = ranked(campaign, spec, *campaign.clean_features(named), queries)
-    attacked_top = ranked(campaign, spec, *outcome.features[named.name], queries)
+    # The lists of the deployed pipeline (re-ranked when it re-ranks), as evaluated.
+    clean_top = campaign.clean_evaluation(named)[1].top[queries, :TOP_K]
+    attacked_top = outcome.rankings[named.name].top[queries, :TOP_K]
     lists = []
     for row, query in enumerate(queries.tolist()):
         pid = int(campaign.query.pids[query])

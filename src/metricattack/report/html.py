@@ -13,13 +13,17 @@ from urllib.parse import quote
 
 from metricattack.atomic import atomic_write_text
 from metricattack.report.plots import AMPLIFY, plot_curves, plot_pairs, plot_ranking
-from metricattack.report.results import RESULT_COLUMNS, format_cell, read_results, table_rows
+from metricattack.report.results import RESULT_COLUMNS, clean_rows, format_cell, read_results, table_rows
 from metricattack.report.summary import curves, eps_at_half, relative_auc
 
 MAX_EXAMPLE_SETTINGS = 6
 PREFERRED_EPS = 5.0
 HEADERS = {"step_size": "step", "target_pid": "target pid", "target": "model", "target_success_rank1": "target@1",
-           "target_success_rank5": "target@5", "num_attacked": "attacked"}  # short column titles of the table
+           "target_success_rank5": "target@5", "num_attacked": "attacked",
+           "clean_match_rank_mean": "match rank before (mean)", "match_rank_mean": "match rank (mean)",
+           "clean_match_rank_median": "match rank before (median)", "match_rank_median": "match rank (median)",
+           "top10_overlap": "top-10 overlap", "rank1_changed": "rank-1 changed", "perturbation_linf": "L∞",
+           "perturbation_l2": "L2", "psnr": "PSNR (dB)", "ssim": "SSIM"}  # short column titles of the table
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; line-height: 1.4; }
@@ -84,6 +88,7 @@ def settings_section(record: dict) -> str:
         ("device", str(record.get("device", "-"))),
         ("adversarial images rounded to 8 bits", "yes" if record.get("quantize", True) else "no"),
         ("average precision", str(record.get("average_precision", "standard"))),
+        ("pipelines", pipelines_fact(record)),
         ("command", str(record.get("command", "-"))),
     ]
     specs = [
@@ -95,16 +100,35 @@ def settings_section(record: dict) -> str:
     return "<h2>Settings</h2>" + facts_table(facts) + (table(headers, specs, text_columns=2) if specs else "")
 
 
+def pipelines_fact(record: dict) -> str:
+    """The pipelines evaluated, the deployed one first, and which steps the attack went through."""
+    names = [pipeline.get("name", "?") for pipeline in record.get("pipelines", [])] or ["plain"]
+    flip = record.get("pipelines", [{}])[0].get("flip", False)
+    attacked = "through flip averaging" if flip else "on the bare model"
+    return (
+        f"{', '.join(names)} (attack made {attacked}, the first pipeline's differentiable step; query expansion "
+        "and re-ranking are not differentiable and are applied to the attacked images at evaluation time only)"
+    )
+
+
 def results_section(record: dict) -> str:
     """Clean and attacked metrics, every row of the record."""
     rows = table_rows(record)
     cells = [[format_cell(column, row[column]) for column in RESULT_COLUMNS] for row in rows]
-    attributes = [{"class": "clean", "data-key": "clean"}] * len(record["clean"])  # table_rows: clean rows first
+    attributes = [{"class": "clean", "data-key": "clean"}] * len(clean_rows(record))  # table_rows: clean rows first
     attributes += [{"data-key": row.get("key", "")} for row in record["results"]]
     note = (
         '<p class="note">Metrics in percent; eps and step in pixels out of 255; source: the model attacked, '
         "model: the model evaluated; target@1 / target@5: share of queries whose top-1 / top-5 holds the target "
-        "identity (targeted attacks); attacked: images changed; seconds: time to make them.</p>"
+        "identity (targeted attacks); attacked: images changed; seconds: time to make them. "
+        "pipeline: what the system does after the model (flip: features averaged with the mirrored image's; qeN: "
+        "average query expansion over the top N; rerank: k-reciprocal re-ranking, k1 20, k2 6, lambda 0.3); the "
+        "attack goes through flip averaging when the first pipeline has it, while query expansion and re-ranking "
+        "are applied to the attacked images at evaluation time only. Over the queries with a true match: match "
+        "rank: rank of the first true match before the attack and on this row (mean, median); top-10 overlap: mean "
+        "share of the clean top-10 still in the attacked top-10; rank-1 changed: share of queries whose rank-1 "
+        "image changed. Attacked images against their originals, after 8-bit rounding: L∞ and L2 in pixels out of "
+        "255 (mean per image), PSNR over all attacked pixels, SSIM (mean per image; 1: identical).</p>"
     )
     headers = [HEADERS.get(column, column) for column in RESULT_COLUMNS]
     return "<h2>Clean vs attacked</h2>" + note + table(headers, cells, text_columns=1, row_attributes=attributes)

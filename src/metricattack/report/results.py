@@ -11,11 +11,16 @@ from metricattack.atomic import atomic_write_text, read_document
 from metricattack.errors import InputError
 
 RESULT_COLUMNS = (
-    "attack", "norm", "eps", "steps", "step_size", "side", "goal", "target_pid", "source", "target",
+    "attack", "norm", "eps", "steps", "step_size", "side", "goal", "target_pid", "source", "target", "pipeline",
     "mAP", "rank1", "rank5", "rank10", "mINP", "target_success_rank1", "target_success_rank5",
     "num_attacked", "seconds",
+    "clean_match_rank_mean", "match_rank_mean", "clean_match_rank_median", "match_rank_median",
+    "top10_overlap", "rank1_changed", "perturbation_linf", "perturbation_l2", "psnr", "ssim",
 )  # fmt: skip
-PERCENT_COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP", "target_success_rank1", "target_success_rank5")
+PERCENT_COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP", "target_success_rank1", "target_success_rank5",
+                   "top10_overlap", "rank1_changed")  # fmt: skip
+DECIMALS = {"clean_match_rank_mean": 1, "match_rank_mean": 1, "perturbation_linf": 2, "perturbation_l2": 1,
+            "psnr": 1, "ssim": 3}  # fixed decimals of the tables (the files keep full precision)  # fmt: skip
 
 
 def read_results(run_dir: str | Path) -> dict:
@@ -27,12 +32,29 @@ def read_results(run_dir: str | Path) -> dict:
     return record
 
 
-def table_rows(record: dict) -> list[dict]:
-    """Clean rows (one per model) followed by the attacked rows, with every column present."""
-    rows = [
-        {"attack": "clean", "source": "-", "target": name, **metrics} for name, metrics in record["clean"].items()
+def clean_rows(record: dict) -> list[dict]:
+    """One clean row per pipeline and model (records without pipelines: one per model)."""
+    by_pipeline = record.get("clean_by_pipeline") or {None: record["clean"]}
+    return [
+        {"attack": "clean", "source": "-", "target": name, **metrics}
+        for clean in by_pipeline.values()
+        for name, metrics in clean.items()
     ]
-    rows += record["results"]
+
+
+def clean_of(record: dict, target: str, pipeline: str | None) -> dict:
+    """The clean metrics of a model under a pipeline (the deployed pipeline's when the record has no such entry)."""
+    return record.get("clean_by_pipeline", {}).get(pipeline, {}).get(target) or record["clean"].get(target, {})
+
+
+def several_pipelines(record: dict) -> bool:
+    """Whether the record's rows were evaluated under more than one pipeline, or under one that is not plain."""
+    return [pipeline.get("name") for pipeline in record.get("pipelines", [])] not in ([], ["plain"])
+
+
+def table_rows(record: dict) -> list[dict]:
+    """Clean rows (one per pipeline and model) followed by the attacked rows, with every column present."""
+    rows = clean_rows(record) + record["results"]
     return [{column: row.get(column) for column in RESULT_COLUMNS} for row in rows]
 
 
@@ -42,6 +64,8 @@ def format_cell(column: str, value) -> str:
         return "-"
     if column in PERCENT_COLUMNS:
         return f"{100 * value:.1f}"
+    if column in DECIMALS:
+        return f"{value:.{DECIMALS[column]}f}"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -58,8 +82,9 @@ def markdown_table(record: dict) -> str:
 
 def text_table(record: dict) -> str:
     """A compact fixed-width table for the terminal."""
-    columns = ("attack", "eps", "side", "goal", "target", "mAP", "rank1", "rank5", "mINP", "target_success_rank1", "seconds")
-    titles = {"target_success_rank1": "tgt@1", "target": "model"}
+    columns = ("attack", "eps", "side", "goal", "target", *(("pipeline",) if several_pipelines(record) else ()),
+               "mAP", "rank1", "rank5", "mINP", "target_success_rank1", "match_rank_mean", "top10_overlap", "ssim", "seconds")
+    titles = {"target_success_rank1": "tgt@1", "target": "model", "match_rank_mean": "match@", "top10_overlap": "top10"}
     cells = [[titles.get(c, c) for c in columns]]
     cells += [[format_cell(c, row[c]) for c in columns] for row in table_rows(record)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
@@ -86,9 +111,11 @@ def write_results(run_dir: str | Path, record: dict) -> None:
 
 def transfer_matrix(record: dict, metric: str = "mAP") -> str:
     """Rows: source model(s) that made the images; columns: model evaluated; cells: metric in percent."""
-    sources = list(dict.fromkeys(row["source"] for row in record["results"]))
-    targets = list(dict.fromkeys(row["target"] for row in record["results"]))
-    value = {(row["source"], row["target"]): row[metric] for row in record["results"]}
+    deployed = record.get("pipelines", [{}])[0].get("name")
+    results = [row for row in record["results"] if row.get("pipeline") == deployed]  # one pipeline per cell
+    sources = list(dict.fromkeys(row["source"] for row in results))
+    targets = list(dict.fromkeys(row["target"] for row in results))
+    value = {(row["source"], row["target"]): row[metric] for row in results}
     width = max(len(name) for name in sources + targets + ["source \\ target"])
     lines = [f"{metric} (%) under attack, source \\ target".ljust(width)]
     lines.append(" " * width + "  " + "  ".join(t.rjust(width) for t in targets))

@@ -1,7 +1,7 @@
 """Robustness summaries of mAP-eps curves: the relative area under the curve and the eps at half mAP.
 
-A curve is every result row that shares (attack, norm, side, goal, source, target), sorted by eps,
-with the clean mAP of the target model standing at eps 0.
+A curve is every result row that shares (attack, norm, side, goal, source, target, pipeline), sorted by
+eps, with the clean mAP of the target model under that pipeline standing at eps 0.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-CURVE_FIELDS = ("attack", "norm", "side", "goal", "source", "target")
+from metricattack.report.results import clean_of, several_pipelines
+
+CURVE_FIELDS = ("attack", "norm", "side", "goal", "source", "target", "pipeline")
 
 
 @dataclass(frozen=True)
@@ -27,17 +29,19 @@ class Curve:
 def curves(record: dict) -> list[Curve]:
     """Group the record's result rows by everything but eps, in order of first appearance; each group is a curve.
 
-    Labels name the models (``source -> target``) only when the record has more than one.
+    Labels name the models (``source -> target``) only when the record has more than one, and the pipeline
+    only when it has several or one that is not plain.
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in record["results"]:
         groups[tuple(row.get(field) for field in CURVE_FIELDS)].append(row)
     models = {row.get("source") for row in record["results"]} | {row.get("target") for row in record["results"]}
     found = []
-    for (attack, norm, side, goal, source, target), rows in groups.items():
+    for (attack, norm, side, goal, source, target, pipeline), rows in groups.items():
         rows = sorted(rows, key=lambda row: row["eps"])
-        clean = record["clean"].get(target, {})
+        clean = clean_of(record, target, pipeline)
         label = f"{attack} {norm} {side} {goal}" + (f" ({source} -> {target})" if len(models) > 1 else "")
+        label += f" [{pipeline}]" if several_pipelines(record) else ""
         found.append(
             Curve(label, [r["eps"] for r in rows], [r["mAP"] for r in rows], [r["rank1"] for r in rows],
                   clean.get("mAP", float("nan")), clean.get("rank1", float("nan")))
