@@ -176,3 +176,44 @@ def test_default_model_on_default_data_matches_its_metadata_and_the_readme(capsy
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert f"{100 * stored['mAP']:.1f} % mAP" in readme and f"{100 * stored['rank1']:.1f} % rank-1" in readme
     assert f"mAP {100 * measured['mAP']:.1f}" in capsys.readouterr().out
+
+
+def test_run_through_a_deployed_pipeline_with_rows_per_pipeline(data_root, weights, tmp_path, capsys):
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(f"weights: {weights}\nflip: true\nquery_expansion: 2\npipelines: [plain, rerank]\n"
+                      "settings:\n  - {attack: fgsm, eps: 4}\n")  # fmt: skip
+    out = tmp_path / "run"
+    assert main(["run", *data_args(data_root), "--config", str(config), "--rerank", "--out", str(out), "--examples", "1"]) == 0
+    record = json.loads((out / "results.json").read_text())
+    assert [p["name"] for p in record["pipelines"]] == ["flip+qe2+rerank", "plain", "rerank"]
+    assert record["pipelines"][0]["k1"] == 20 and list(record["clean_by_pipeline"]) == ["flip+qe2+rerank", "plain", "rerank"]
+    assert record["clean"]["tiny"] == record["clean_by_pipeline"]["flip+qe2+rerank"]["tiny"]
+    assert [row["pipeline"] for row in record["results"]] == ["flip+qe2+rerank", "plain", "rerank"]
+    new_columns = ("clean_match_rank_mean", "match_rank_mean", "clean_match_rank_median", "match_rank_median",
+                   "top10_overlap", "rank1_changed", "perturbation_linf", "perturbation_l2", "psnr", "ssim")  # fmt: skip
+    assert all(row[column] is not None for row in record["results"] for column in new_columns)
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert "pipeline" in header and all(column in header for column in new_columns)
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + 3 + 3  # 3 clean rows, 3 attacked rows
+    assert "rank-1 changed" in (out / "report.html").read_text() and "at evaluation time only" in (out / "report.html").read_text()
+    printed = capsys.readouterr().out
+    assert "pipeline" in printed and "flip+qe2+rerank" in printed and "top10" in printed
+
+
+def test_evaluate_under_a_pipeline(data_root, weights, tmp_path, capsys):
+    args = ["evaluate", *data_args(data_root), "--weights", str(weights), "--json", str(tmp_path / "m.json")]
+    assert main(args + ["--rerank", "--query-expansion", "2"]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["pipeline"]["name"] == "qe2+rerank" and "pipeline qe2+rerank" in capsys.readouterr().out
+    assert main(args) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["mAP"] != metrics["mAP"]
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--pipelines", "plain", "rerank+sharpen"], "--pipelines: cannot read 'rerank+sharpen'"),
+    (["--query-expansion", "-1"], "--query-expansion: expected a whole number"),
+])  # fmt: skip
+def test_bad_pipeline_options(data_root, weights, options, message, capsys):
+    assert main(["attack", *data_args(data_root), "--weights", str(weights), *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

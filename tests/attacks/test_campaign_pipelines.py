@@ -1,0 +1,91 @@
+"""Campaigns through the deployed pipeline: the attack through flip averaging, a row per pipeline, and the
+ranking-damage and perceptibility columns checked against direct computations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from metricattack.attacks.attack import MetricAttack
+from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, quantize
+from metricattack.attacks.losses import NonTargetedMetricLoss
+from metricattack.attacks.steps import build_step_rule
+from metricattack.evaluation import evaluate_ranking
+from metricattack.evaluation.pipeline import PLAIN, FlipAverage, Pipeline
+from metricattack.evaluation.rerank import k_reciprocal_distances
+
+DEPLOYED = Pipeline(flip=True)
+PIPELINES = (DEPLOYED, PLAIN, Pipeline(rerank=True), Pipeline(query_expansion=2))
+
+
+@pytest.fixture(scope="module")
+def campaign(tiny_data, tiny_model):
+    named = NamedModel("tiny", tiny_model)
+    return Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0, progress=False, pipelines=PIPELINES)
+
+
+def labels(campaign):
+    return campaign.query.pids, campaign.gallery.pids, campaign.query.camids, campaign.gallery.camids
+
+
+def test_the_attack_differentiates_through_flip_averaging(campaign, tiny_model):
+    assert isinstance(campaign.sources[0].model, FlipAverage) and campaign.sources[0].model.model is tiny_model
+    outcome = campaign.attack(AttackSetting("fgsm", 5.0, "gallery"))
+    # The same FGSM step written out: gradients of the flip-averaged features, references flip-averaged too.
+    flipped = FlipAverage(tiny_model)
+    with torch.no_grad():
+        references = flipped(campaign.query.images.float() / 255)
+    images = campaign.gallery.images[outcome.gallery_indices].float() / 255
+    own = campaign.gallery.pids[outcome.gallery_indices][:, None] == campaign.query.pids[None, :]
+    spec = tiny_model.spec
+    attack = MetricAttack([flipped], [NonTargetedMetricLoss(spec.metric, spec.normalize)], build_step_rule("fgsm", 5 / 255))
+    expected = torch.cat([quantize(attack.perturb(images[s : s + 16], [references], own[s : s + 16])) for s in range(0, len(images), 16)])
+    torch.testing.assert_close(outcome.gallery_images, expected)
+    plain = Campaign(campaign.data, [NamedModel("tiny", tiny_model)], [NamedModel("tiny", tiny_model)], torch.device("cpu"),
+                     batch_size=16, progress=False)  # fmt: skip
+    assert not torch.equal(plain.attack(AttackSetting("fgsm", 5.0, "gallery")).gallery_images, outcome.gallery_images)
+
+
+def test_a_row_per_pipeline_each_equal_to_a_direct_evaluation(campaign, tiny_model):
+    outcome, rows = campaign.run(AttackSetting("fgsm", 5.0, "gallery"))
+    assert [row["pipeline"] for row in rows] == ["flip", "plain", "rerank", "qe2"]
+    bare = tiny_model.eval()
+    with torch.no_grad():
+        query = bare(campaign.query.images.float() / 255)
+        gallery = bare(campaign.gallery.images.float() / 255)
+        gallery[outcome.gallery_indices] = bare(outcome.gallery_images)
+    spec = tiny_model.spec
+    reranked = evaluate_ranking(k_reciprocal_distances(query, gallery, spec.metric, spec.normalize), *labels(campaign))
+    assert rows[2]["mAP"] == pytest.approx(reranked.mAP, abs=1e-6)
+    clean_query, clean_gallery = campaign.clean_features(campaign.targets[0], flip=False)
+    clean_reranked = evaluate_ranking(k_reciprocal_distances(clean_query, clean_gallery, spec.metric, spec.normalize), *labels(campaign))
+    assert campaign.clean_result(campaign.targets[0], PIPELINES[2])["mAP"] == pytest.approx(clean_reranked.mAP, abs=1e-6)
+    for row in rows:
+        assert row["clean_match_rank_mean"] == campaign.clean_result(campaign.targets[0], Pipeline.parse(row["pipeline"]))["match_rank_mean"]
+        assert row["match_rank_mean"] > row["clean_match_rank_mean"] and 0 <= row["top10_overlap"] < 1
+        assert row["perturbation_linf"] == pytest.approx(5.0)  # every FGSM image moves some pixel by the full eps
+        assert 0 < row["ssim"] < 1 and row["psnr"] > 20
+    assert len({row["perturbation_l2"] for row in rows}) == 1  # one set of images, measured once
+
+
+def test_an_attack_that_changed_nothing_did_no_damage(campaign):
+    outcome = campaign.attack(AttackSetting("fgsm", 5.0, "query"))
+    outcome.query_images = campaign.query.images[outcome.query_indices].float() / 255
+    for pipeline in PIPELINES:
+        result, _ = campaign.evaluate_outcome(outcome, campaign.targets[0], pipeline)
+        clean = campaign.clean_result(campaign.targets[0], pipeline)
+        assert result["mAP"] == pytest.approx(clean["mAP"])
+        assert result["match_rank_mean"] == pytest.approx(clean["match_rank_mean"])
+        assert result["top10_overlap"] == 1.0 and result["rank1_changed"] == 0.0
+    assert outcome.perceptibility == {"perturbation_linf": 0.0, "perturbation_l2": 0.0, "psnr": None, "ssim": pytest.approx(1.0)}
+
+
+def test_ranking_lists_follow_the_deployed_pipeline(tiny_data, tiny_model):
+    named = NamedModel("tiny", tiny_model)
+    reranking = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, progress=False,
+                         pipelines=[Pipeline(rerank=True)])  # fmt: skip
+    outcome, _ = reranking.run(AttackSetting("fgsm", 3.0, "gallery"))
+    query, gallery = outcome.features["tiny"]
+    spec = tiny_model.spec
+    distances = k_reciprocal_distances(query, gallery, spec.metric, spec.normalize)
+    assert torch.equal(outcome.rankings["tiny"].top, reranking.summarize(distances).top)
