@@ -206,11 +206,12 @@ def cmd_attack(args: argparse.Namespace) -> int:
     setting.validate()
     sources = unique_names([model_from_reference(r) for r in args.source_model]) or [main_model(args)]
     targets = unique_names(sources + [model_from_reference(r) for r in args.target_model])
-    groups = [sources] + ([[s] for s in sources] if args.transfer_each and len(sources) > 1 else [])
     out_dir = Path(args.out) if args.out else None
     if out_dir is not None:
         check_out_dir(out_dir, resume=False)
     campaign = build_campaign(args, sources, targets)
+    sources = campaign.sources  # as the campaign deploys them (with flip averaging when asked)
+    groups = [sources] + ([[s] for s in sources] if args.transfer_each and len(sources) > 1 else [])
     record = base_record(campaign, args.command)
     for group in groups:
         outcome, rows = campaign.run(setting, sources=group)
