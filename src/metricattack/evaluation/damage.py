@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from metricattack.errors import InputError
-from metricattack.evaluation.ranking import _auto_chunk_size, _labels, _ranked_relevance
+from metricattack.evaluation.ranking import ranked_chunks, top_valid
 
 OVERLAP_K = 10
 
@@ -41,29 +41,12 @@ def summarize_ranking(
     chunk_size: int | None = None,
 ) -> RankingSummary:
     """The ``RankingSummary`` (on the CPU) of a distance matrix (Q,G), computed ``chunk_size`` queries at a time."""
-    if distances.dim() != 2:
-        raise InputError(f"distances must be a (Q,G) matrix, got shape {tuple(distances.shape)}")
-    distances = distances.detach()
-    (num_queries, num_gallery), device = distances.shape, distances.device
-    query_pids, query_camids = (_labels(n, v, num_queries, device) for n, v in (("query_pids", query_pids), ("query_camids", query_camids)))
-    gallery_pids, gallery_camids = (
-        _labels(n, v, num_gallery, device) for n, v in (("gallery_pids", gallery_pids), ("gallery_camids", gallery_camids))
-    )
     first_ranks, tops = [], []
-    kept = min(k, num_gallery)
-    chunk = _auto_chunk_size(chunk_size, num_gallery)
-    for start in range(0, num_queries, chunk):
-        stop = min(start + chunk, num_queries)
-        order, valid, matches = _ranked_relevance(
-            distances[start:stop], query_pids[start:stop], gallery_pids, query_camids[start:stop], gallery_camids
-        )
-        valid_rank = valid.cumsum(dim=1)  # (c,G)
-        first = matches.to(torch.uint8).argmax(dim=1)  # first True per row (0 when none)
+    for _, _, order, valid, matches in ranked_chunks(distances, query_pids, gallery_pids, query_camids, gallery_camids, chunk_size):
+        valid_rank = valid.cumsum(dim=1)  # (c,G) 1-based rank among valid items
+        first = matches.to(torch.uint8).argmax(dim=1)  # the first true match of each row (0 when none)
         first_ranks.append(torch.where(matches.any(dim=1), valid_rank.gather(1, first[:, None])[:, 0], 0).cpu())
-        front = (~valid).to(torch.uint8).argsort(dim=1, stable=True)[:, :kept]  # valid items first, in distance order
-        top = torch.full((stop - start, k), -1, dtype=torch.long, device=device)
-        top[:, :kept] = torch.where(valid.gather(1, front), order.gather(1, front), -1)
-        tops.append(top.cpu())
+        tops.append(top_valid(order, valid, k).cpu())
     return RankingSummary(torch.cat(first_ranks), torch.cat(tops))
 
 

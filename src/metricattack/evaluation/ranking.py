@@ -240,6 +240,35 @@ def evaluate_features(
     )  # fmt: skip
 
 
+def ranked_chunks(distmat: torch.Tensor, query_pids, gallery_pids, query_camids, gallery_camids, chunk_size: int | None = None):
+    """Check a distance matrix (Q,G) and its labels, then yield (start, stop, order, valid, matches) per chunk of
+    queries: the gallery order by distance and, in that order, which items are valid / true matches (q,G)."""
+    if distmat.dim() != 2:
+        raise InputError(f"distmat must be a (Q,G) matrix, got shape {tuple(distmat.shape)}")
+    distmat = distmat.detach()
+    (num_queries, num_gallery), device = distmat.shape, distmat.device
+    query_pids = _labels("query_pids", query_pids, num_queries, device)
+    gallery_pids = _labels("gallery_pids", gallery_pids, num_gallery, device)
+    query_camids = _labels("query_camids", query_camids, num_queries, device)
+    gallery_camids = _labels("gallery_camids", gallery_camids, num_gallery, device)
+    chunk_size = _auto_chunk_size(chunk_size, num_gallery)
+    for start in range(0, num_queries, chunk_size):
+        stop = min(start + chunk_size, num_queries)
+        yield start, stop, *_ranked_relevance(
+            distmat[start:stop], query_pids[start:stop], gallery_pids, query_camids[start:stop], gallery_camids
+        )
+
+
+def top_valid(order: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
+    """(q,k) the first k valid gallery indices of ranked rows (``ranked_chunks``), -1 padded."""
+    top = torch.full((order.shape[0], k), -1, dtype=torch.long, device=order.device)
+    kept = min(k, order.shape[1])
+    # A stable sort on "not valid" moves the valid items to the front, keeping their distance order.
+    front = (~valid).to(torch.uint8).argsort(dim=1, stable=True)[:, :kept]  # (q,kept)
+    top[:, :kept] = torch.where(valid.gather(1, front), order.gather(1, front), -1)
+    return top
+
+
 def top_k_valid(
     distmat: torch.Tensor,
     query_pids: torch.Tensor,
@@ -249,26 +278,8 @@ def top_k_valid(
     k: int,
 ) -> torch.Tensor:
     """(Q,k) indices of each query's k nearest valid gallery items (same-camera matches, junk removed), -1 padded."""
-    if distmat.dim() != 2:
-        raise InputError(f"distmat must be a (Q,G) matrix, got shape {tuple(distmat.shape)}")
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
-    distmat = distmat.detach()
-    num_queries, num_gallery = distmat.shape
-    device = distmat.device
-    query_pids = _labels("query_pids", query_pids, num_queries, device)
-    gallery_pids = _labels("gallery_pids", gallery_pids, num_gallery, device)
-    query_camids = _labels("query_camids", query_camids, num_queries, device)
-    gallery_camids = _labels("gallery_camids", gallery_camids, num_gallery, device)
-    top = torch.full((num_queries, k), -1, dtype=torch.long, device=device)
-    kept = min(k, num_gallery)
-    chunk_size = _auto_chunk_size(None, num_gallery)
-    for start in range(0, num_queries, chunk_size):
-        stop = min(start + chunk_size, num_queries)
-        order, valid, _ = _ranked_relevance(
-            distmat[start:stop], query_pids[start:stop], gallery_pids, query_camids[start:stop], gallery_camids
-        )
-        # A stable sort on "not valid" moves the valid items to the front, keeping their distance order.
-        front = (~valid).to(torch.uint8).argsort(dim=1, stable=True)[:, :kept]  # (q,kept)
-        top[start:stop, :kept] = torch.where(valid.gather(1, front), order.gather(1, front), -1)
-    return top
+    chunks = ranked_chunks(distmat, query_pids, gallery_pids, query_camids, gallery_camids)
+    tops = [top_valid(order, valid, k) for _, _, order, valid, _ in chunks]
+    return torch.cat(tops) if tops else torch.full((0, k), -1, dtype=torch.long, device=distmat.device)
