@@ -78,6 +78,6 @@ def ranking_damage(clean: RankingSummary, attacked: RankingSummary) -> dict:
         "clean_match_rank_mean": before["match_rank_mean"],
         "clean_match_rank_median": before["match_rank_median"],
         **after,
-        "top10_overlap": (common / listed).mean().item() if has_any else None,
+        "top10_overlap": (common.double() / listed).mean().item() if has_any else None,
         "rank1_changed": (clean_top[:, 0] != attacked_top[:, 0]).double().mean().item() if has_any else None,
     }

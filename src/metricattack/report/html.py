@@ -104,9 +104,9 @@ def pipelines_fact(record: dict) -> str:
     """The pipelines evaluated, the deployed one first, and which steps the attack went through."""
     names = [pipeline.get("name", "?") for pipeline in record.get("pipelines", [])] or ["plain"]
     flip = record.get("pipelines", [{}])[0].get("flip", False)
-    attacked = "through flip averaging" if flip else "on the bare model"
+    attacked = "through its flip averaging" if flip else "without flip averaging"
     return (
-        f"{', '.join(names)} (attack made {attacked}, the first pipeline's differentiable step; query expansion "
+        f"{', '.join(names)} (the first is the deployed pipeline: the attack was made {attacked}; query expansion "
         "and re-ranking are not differentiable and are applied to the attacked images at evaluation time only)"
     )
 
