@@ -164,11 +164,12 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
     """A campaign on the data the options name."""
     device = choose_device(args.device)
     seed_everything(args.seed)
+    pipelines = pipelines_from_options(args.flip, args.query_expansion, args.rerank, args.pipelines)  # checked before reading data
     data = load_data(args.dataset, args.data_root, not args.no_progress)
     return Campaign(data, sources, targets, device, batch_size=args.batch_size, seed=args.seed,
                     quantize_images=not args.no_quantize, average_precision=args.ap,
                     image_size=args.image_size, workers=args.workers, progress=not args.no_progress,
-                    pipelines=pipelines_from_options(args.flip, args.query_expansion, args.rerank, args.pipelines))
+                    pipelines=pipelines)
 
 
 def main_model(args: argparse.Namespace) -> NamedModel:
