@@ -20,9 +20,11 @@ def evaluate_model(
     workers: int = 0,
     average_precision: str = "standard",
     progress: bool = True,
+    name: str | None = None,
 ) -> RetrievalMetrics:
-    """Market-1501 metrics of ``model`` on ``data``'s query and gallery, with the model's own distance."""
-    options = dict(device=device, batch_size=batch_size, flip=flip, image_size=image_size, workers=workers, progress=progress)
+    """Market-1501 metrics of ``model`` (called ``name`` in errors) on ``data``'s query and gallery, with its own distance."""
+    options = dict(device=device, batch_size=batch_size, flip=flip, image_size=image_size, workers=workers, progress=progress,
+                   name=name)  # fmt: skip
     query = extract_features(model, data.query, desc="query", **options)
     gallery = extract_features(model, data.gallery, desc="gallery", **options)
     spec = model.spec

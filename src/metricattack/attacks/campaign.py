@@ -20,7 +20,7 @@ from metricattack.data.base import ReIDData, Sample
 from metricattack.data.writer import write_images
 from metricattack.errors import InputError
 from metricattack.evaluation import RetrievalMetrics, evaluate_ranking, pairwise_distance, top_k_valid
-from metricattack.features import read_images
+from metricattack.features import check_finite, read_images
 from metricattack.models.reid import ReIDModel
 
 SIDES = ("gallery", "query", "both")
@@ -204,8 +204,8 @@ class Campaign:
         """(query, gallery) clean features of a model, computed once."""
         if named.name not in self._clean:
             self._clean[named.name] = (
-                self.features(named.model, self.query.images),
-                self.features(named.model, self.gallery.images),
+                check_finite(self.features(named.model, self.query.images), named.name, "query images"),
+                check_finite(self.features(named.model, self.gallery.images), named.name, "gallery images"),
             )
         return self._clean[named.name]
 
@@ -303,9 +303,11 @@ class Campaign:
         """
         query_features, gallery_features = (f.clone() for f in self.clean_features(named))
         if len(outcome.query_indices):
-            query_features[outcome.query_indices.to(self.device)] = self.features(named.model, outcome.query_images)
+            attacked = self.features(named.model, outcome.query_images)
+            query_features[outcome.query_indices.to(self.device)] = check_finite(attacked, named.name, "attacked queries")
         if len(outcome.gallery_indices):
-            gallery_features[outcome.gallery_indices.to(self.device)] = self.features(named.model, outcome.gallery_images)
+            attacked = self.features(named.model, outcome.gallery_images)
+            gallery_features[outcome.gallery_indices.to(self.device)] = check_finite(attacked, named.name, "attacked gallery images")
         outcome.features[named.name] = (query_features, gallery_features)
         metrics, distances = self.evaluate(named, query_features, gallery_features)
         result = metrics.as_dict()

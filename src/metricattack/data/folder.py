@@ -10,8 +10,10 @@ for evaluation only; query and gallery are required.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
+from metricattack.atomic import read_text
 from metricattack.data.base import ReIDData, Sample
 from metricattack.data.filenames import parse_folder
 from metricattack.errors import InputError
@@ -42,7 +44,8 @@ def parse_csv_row(row: dict[str | None, str | None], folder: Path) -> Sample | N
 def read_csv(csv_path: Path) -> dict[str, list[Sample]]:
     """Samples per split from a CSV with the header ``path,pid,camid,split``."""
     splits: dict[str, list[Sample]] = {split: [] for split in SPLITS}
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+    text = read_text(csv_path, str(csv_path), f"a CSV list with the header {','.join(CSV_COLUMNS)}")
+    with io.StringIO(text.removeprefix("\ufeff"), newline="") as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
             raise InputError(f"{csv_path}: expected the header {','.join(CSV_COLUMNS)}, got {reader.fieldnames}")
