@@ -55,6 +55,8 @@ def read_text(path: str | Path, label: str, expected: str) -> str:
         raise InputError(f"{label}: not UTF-8 text (byte {exc.start}; expected {expected})") from None
     except OSError as exc:
         raise InputError(f"{label}: cannot read ({exc.strerror or exc.__class__.__name__}; expected {expected})") from None
+    except ValueError as exc:  # a path holding a NUL byte
+        raise InputError(f"{label}: not a usable path ({exc}; expected {expected})") from None
 
 
 def read_document(path: Path, parse: Callable[[str], object], errors: tuple[type[Exception], ...], label: str, expected: str):

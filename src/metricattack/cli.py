@@ -116,7 +116,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = load_data(args.dataset, args.data_root, not args.no_progress)
     model, meta = load_model(args.model, args.weights, args.weights_format)
     metrics = evaluate_model(model.to(device), data, device, args.batch_size, args.flip, args.image_size,
-                             args.workers, args.ap, not args.no_progress)
+                             args.workers, args.ap, not args.no_progress, name=model_name(args))
     spec = model.spec
     print(data.summary())
     print(f"model {spec.arch} ({args.weights or ('bundled default' if args.model is None else 'random weights')}), "
@@ -167,8 +167,12 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
 def main_model(args: argparse.Namespace) -> NamedModel:
     """The model named by --model / --weights (the bundled one when neither is given)."""
     model, _ = load_model(args.model, args.weights, args.weights_format)
-    name = "default" if args.model is None and args.weights is None else Path(args.weights or args.model).stem
-    return NamedModel(name, model)
+    return NamedModel(model_name(args), model)
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """The name results and errors give the model of --model / --weights."""
+    return "default" if args.model is None and args.weights is None else Path(args.weights or args.model).stem
 
 
 def finish_run(record: dict, out_dir: Path) -> None:
@@ -180,7 +184,7 @@ def finish_run(record: dict, out_dir: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """metricattack run: the sweep of settings on one model, with result files and the report."""
-    settings = settings_from_config(args.settings, build_parser()[1]["attack"]) if args.settings else list(get_plan(args.plan).settings)
+    settings = settings_from_config(args.settings, build_parser()[1]["attack"]) if args.settings is not None else list(get_plan(args.plan).settings)
     victim = main_model(args)
     targets = unique_names([victim] + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
@@ -244,17 +248,20 @@ class Parser(argparse.ArgumentParser):
         super().error(one_line(message))
 
 
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
+
+
 def one_line(message: str) -> str:
-    """``message`` with line breaks escaped, so an error is always one line on stderr."""
-    return message.replace("\r", "\\r").replace("\n", "\\n")
+    """``message`` with line breaks escaped (a file name may hold one), so an error is always one line."""
+    return "".join(repr(c)[1:-1] if c in LINE_BREAKS else c for c in message)
 
 
 def resume_hint(argv: list[str], args: argparse.Namespace) -> str:
     """For an interrupted run or training: the command that continues it (what finished is already saved)."""
-    if getattr(args, "command_name", None) not in ("run", "train") or not getattr(args, "out", None):
+    if getattr(args, "func", None) not in (cmd_run, cmd_train) or not getattr(args, "out", None):
         return ""
     extra = ([] if "--out" in argv else ["--out", args.out]) + ([] if "--resume" in argv else ["--resume"])
-    what = "settings" if args.command_name == "run" else "epochs"
+    what = "settings" if args.func is cmd_run else "epochs"
     return f"; the finished {what} are saved in {args.out}: continue with: metricattack {shlex.join(argv + extra)}"
 
 
