@@ -268,7 +268,7 @@ CASES = [
     Case("yaml json a folder", ["evaluate", "--config", "{yaml}"], ("json", "is a folder"), "input", yaml_file("json: /\n")),
     Case("yaml settings a string", ["run", "--config", "{yaml}"], ("settings", "list or mapping"), "input", yaml_file("settings: fgsm\n")),
     Case("yaml settings empty", ["run", "--config", "{yaml}"], ("settings", "non-empty list"), "input", yaml_file("settings: []\n")),
-    Case("yaml setting eps string", ["run", D, *CK, "--config", "{yaml}", "--out", "{out}"], ("settings[1]: eps", "'abc'"), "input",
+    Case("yaml setting eps string", ["run", D, *CK, "--config", "{yaml}", "--out", "{out}"], ("settings[1]: eps", "expected a finite number", "'abc'"), "input",
          settings_yaml("  - {attack: ifgsm, eps: abc}\n")),  # fmt: skip
     Case("yaml setting steps string", ["run", D, *CK, "--config", "{yaml}", "--out", "{out}"], ("settings[2]: steps",), "input",
          settings_yaml("  - {attack: ifgsm, eps: 2}\n  - {attack: ifgsm, eps: 2, steps: many}\n")),  # fmt: skip
@@ -278,7 +278,8 @@ CASES = [
          settings_yaml("  - {attack: ifgsm, eps: [1, 2]}\n")),  # fmt: skip
     Case("yaml setting unknown key", ["run", "--config", "{yaml}"], ("settings[1]",), "input", settings_yaml("  - {attack: ifgsm, epsilon: 3}\n")),
     # --- values checked against their meaning ---
-    Case("eps nan", ["attack", D, *CK, "--eps", "nan"], ("--eps must be in (0, 255]",)),
+    Case("eps nan", ["attack", D, *CK, "--eps", "nan"], ("--eps", "finite number", "'nan'"), "usage"),
+    Case("eps 300", ["attack", D, *CK, "--eps", "300"], ("--eps must be in (0, 255]",)),
     Case("step-size negative", ["attack", D, *CK, "--step-size", "-1"], ("--step-size must be in (0, 255]",)),
     Case("device", ["evaluate", D, "--device", "tpu"], ("--device", "unknown device 'tpu'")),
     Case("plan", ["run", D, "--plan", "nope"], ("--plan", "unknown plan 'nope'")),
@@ -417,6 +418,26 @@ def test_any_missing_config_file_name_is_one_line(name, tmp_path_factory):
     code, lines, _ = run_cli(["evaluate", "--config", str(folder / name)])
     assert code == 2
     assert_one_error_line(lines, "input", ("--config",))
+
+
+RECORD_KEYS = ["clean", "results", "dataset", "examples", "name", "key", "target", "mAP", "rank1", "eps", "attack", "side",
+               "goal", "norm", "source", "pairs", "rankings"]  # fmt: skip
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(0, 1), st.sampled_from(RECORD_KEYS)),
+    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.sampled_from(RECORD_KEYS), children, max_size=5)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(record=st.fixed_dictionaries({"clean": json_values, "results": json_values}, optional={"dataset": json_values}))
+def test_report_of_any_mangled_record_is_one_line_or_a_report(record, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("record")
+    (folder / "results.json").write_text(json.dumps(record))
+    code, lines, _ = run_cli(["report", str(folder)])
+    assert code in (0, 2), lines
+    if code == 2:
+        assert_one_error_line(lines, "input", ("results.json",))
 
 
 # --- resume identity, folder lock ---------------------------------------------------------------------

@@ -21,6 +21,8 @@ from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.interrupt import interrupt_exit_code, sigterm_raises
 from metricattack.models import FORMAT_NAMES, build_model, load_model, model_names, save_checkpoint
 from metricattack.options import (
+    finite_float,
+    integer,
     nonneg_float,
     nonneg_int,
     out_file,
@@ -44,7 +46,7 @@ from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Options every command shares."""
     parser.add_argument("--config", help="YAML file of options (command-line options override it)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=integer, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default 64)")
     parser.add_argument("--workers", type=nonneg_int, default=0, help="image-reading worker processes (default 0)")
@@ -76,13 +78,13 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
     parser.add_argument("--examples", type=nonneg_int, default=3, help="ranking lists saved per setting for the report")
     if single:
         parser.add_argument("--attack", default="ifgsm", help=f"one of {', '.join(ATTACKS)}")
-        parser.add_argument("--eps", type=float, default=5.0, help="perturbation size in pixels out of 255 (default 5)")
+        parser.add_argument("--eps", type=finite_float, default=5.0, help="perturbation size in pixels out of 255 (default 5)")
         parser.add_argument("--steps", type=positive_int, help="iterations (default: the paper's min(eps+4, 1.25 eps))")
-        parser.add_argument("--step-size", type=float, help="step size in pixels out of 255 (default 1)")
+        parser.add_argument("--step-size", type=finite_float, help="step size in pixels out of 255 (default 1)")
         parser.add_argument("--norm", default="linf", help="linf or l2")
         parser.add_argument("--side", default="gallery", help=f"one of {', '.join(SIDES)}")
         parser.add_argument("--goal", default="untargeted", help=f"one of {', '.join(GOALS)}")
-        parser.add_argument("--target-pid", type=int, help="targeted: the identity to pull toward (default random)")
+        parser.add_argument("--target-pid", type=integer, help="targeted: the identity to pull toward (default random)")
         parser.add_argument("--restarts", type=positive_int, help="pgd: random restarts, the best per image kept (default 1)")
         parser.add_argument("--source-model", action="append", default=[], metavar="MODEL",
                             help="model that makes the images; several form an averaged-loss ensemble (default: --model/--weights)")
@@ -229,7 +231,13 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """metricattack report: rebuild report.html from a run folder."""
-    print(f"report: {build_report(Path(args.run_dir))}")
+    try:
+        print(f"report: {build_report(Path(args.run_dir))}")
+    except InputError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:  # a record edited by hand
+        raise InputError(f"{Path(args.run_dir) / 'results.json'}: not a results record metricattack wrote "
+                         f"({exc.__class__.__name__}: {exc})") from None  # fmt: skip
     return 0
 
 

@@ -29,6 +29,11 @@ def _number(text: str, convert: Callable[[str], float], kind: str, accept: Calla
     return value
 
 
+def integer(text: str) -> int:
+    """Any integer (seeds, identities)."""
+    return _number(text, int, "an integer", lambda v: True, "")
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (sizes, counts, steps)."""
     return _number(text, int, "an integer", lambda v: v >= 1, " >= 1")
@@ -113,7 +118,8 @@ def check_value(check: Callable[[str], object] | None, value: object, label: str
     try:
         return check(str(value))
     except (argparse.ArgumentTypeError, ValueError) as exc:
-        reason = str(exc) if isinstance(exc, argparse.ArgumentTypeError) else f"got {value!r}"
+        kind = getattr(check, "__name__", "value")
+        reason = str(exc) if isinstance(exc, argparse.ArgumentTypeError) else f"expected a valid {kind}, got {value!r}"
         raise InputError(f"{label}: {reason}") from None
 
 
