@@ -224,6 +224,8 @@ CASES = [
     Case("restarts 0", ["attack", D, *CK, "--attack", "pgd", "--restarts", "0"], ("--restarts", ">= 1"), "usage"),
     Case("target-pid word", ["attack", D, *CK, "--goal", "targeted", "--target-pid", "x"], ("--target-pid",), "usage"),
     Case("seed word", ["evaluate", D, "--seed", "abc"], ("--seed",), "usage"),
+    Case("seed too large", ["evaluate", D, "--seed", str(2**64 + 1)], ("--seed", "from 0 to 4294967295"), "usage"),
+    Case("seed negative", ["evaluate", D, "--seed", "-1"], ("--seed",), "usage"),
     Case("train epochs 0", ["train", D, "--epochs", "0", "--out", "{out}"], ("--epochs", ">= 1"), "usage"),
     Case("train lr -1", ["train", D, "--lr", "-1", "--out", "{out}"], ("--lr", "> 0"), "usage"),
     Case("train lr nan", ["train", D, "--lr", "nan", "--out", "{out}"], ("--lr", "'nan'"), "usage"),
@@ -287,6 +289,8 @@ CASES = [
     # --- data ---
     Case("csv not UTF-8", ["evaluate", "--dataset", "folder", "--data-root", "{csv}"], ("list.csv", "not UTF-8"), "input",
          csv_list(b"path,pid,camid,split\n\xe9.jpg,1,0,query\n")),  # fmt: skip
+    Case("csv with a NUL byte", ["evaluate", "--dataset", "folder", "--data-root", "{csv}"], ("list.csv:2",), "input",
+         csv_list(b"path,pid,camid,split\na\x00.jpg,1,0,query\n")),  # fmt: skip
     Case("csv bad header", ["evaluate", "--dataset", "folder", "--data-root", "{csv}"], ("expected the header",), "input",
          csv_list(b"file,id\n")),  # fmt: skip
     Case("image not an image", ["evaluate", "--dataset", "market1501", "--data-root", "{d}", "--no-progress"], ("cannot read image",),
@@ -546,7 +550,7 @@ def test_interrupted_run_says_how_to_resume(data_root, checkpoint, tmp_path):
         out = tmp_path / signum.name / "run"
         runs[signum] = (code, out, out / marker, start_run(data_root, checkpoint, out))
     for signum, (code, out, marker, process) in runs.items():
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while not marker.is_file() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         process.send_signal(signum)
@@ -560,3 +564,18 @@ def test_interrupted_run_says_how_to_resume(data_root, checkpoint, tmp_path):
         assert resume[0] == "metricattack" and resume[-1] == "--resume" and resume[resume.index("--out") + 1] == str(out)
     saved = json.loads((runs[signal.SIGINT][1] / "results.json").read_text())["results"]
     assert 1 <= len(saved) < 39  # the finished settings, whole
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_up_front(data_root, checkpoint, tmp_path):
+    """An immutable parent (chattr +i; permission bits do not stop root) makes --out unwritable."""
+    locked = tmp_path / "immutable"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        code, lines, _ = run_cli(["run", *data_args(data_root), "--weights", str(checkpoint), "--out", str(locked / "run")])
+        assert code == 2
+        assert_one_error_line(lines, "usage", ("--out", f"cannot write in {locked}"))
+        assert not any(locked.iterdir())
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)

@@ -21,15 +21,18 @@ from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.interrupt import interrupt_exit_code, sigterm_raises
 from metricattack.models import FORMAT_NAMES, build_model, load_model, model_names, save_checkpoint
 from metricattack.options import (
+    Parser,
     finite_float,
     integer,
     nonneg_float,
     nonneg_int,
+    one_line,
     out_file,
     out_folder,
     positive_float,
     positive_int,
     probability,
+    random_seed,
     yaml_only,
 )
 from metricattack.report.examples import write_examples
@@ -46,7 +49,7 @@ from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Options every command shares."""
     parser.add_argument("--config", help="YAML file of options (command-line options override it)")
-    parser.add_argument("--seed", type=integer, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default 64)")
     parser.add_argument("--workers", type=nonneg_int, default=0, help="image-reading worker processes (default 0)")
@@ -186,7 +189,8 @@ def finish_run(record: dict, out_dir: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """metricattack run: the sweep of settings on one model, with result files and the report."""
-    settings = settings_from_config(args.settings, build_parser()[1]["attack"]) if args.settings is not None else list(get_plan(args.plan).settings)
+    attack_options = build_parser()[1]["attack"]  # a YAML setting's values get the checks of `attack`'s options
+    settings = settings_from_config(args.settings, attack_options) if args.settings is not None else list(get_plan(args.plan).settings)
     victim = main_model(args)
     targets = unique_names([victim] + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
@@ -247,21 +251,6 @@ TRAIN_CHECKS = {
     "weight_decay": nonneg_float, "gamma": positive_float, "margin": nonneg_float, "label_smoothing": probability,
     "erase_p": probability,
 }  # fmt: skip
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with its error kept to one line (values holding a newline are escaped)."""
-
-    def error(self, message: str):
-        super().error(one_line(message))
-
-
-LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
-
-
-def one_line(message: str) -> str:
-    """``message`` with line breaks escaped (a file name may hold one), so an error is always one line."""
-    return "".join(repr(c)[1:-1] if c in LINE_BREAKS else c for c in message)
 
 
 def resume_hint(argv: list[str], args: argparse.Namespace) -> str:

@@ -17,6 +17,21 @@ from pathlib import Path
 
 from metricattack.errors import InputError
 
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
+
+
+def one_line(message: str) -> str:
+    """``message`` with line breaks escaped (a file name may hold one), so an error is always one line."""
+    return "".join(repr(c)[1:-1] if c in LINE_BREAKS else c for c in message)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose error stays one line after the usage (values holding a line break are escaped)."""
+
+    def error(self, message: str):
+        """Print the usage and the escaped message, exit 2."""
+        super().error(one_line(message))
+
 
 def _number(text: str, convert: Callable[[str], float], kind: str, accept: Callable[[float], bool], bound: str):
     """``convert(text)`` when it parses and ``accept`` holds; otherwise an error naming ``kind`` and ``bound``."""
@@ -32,6 +47,11 @@ def _number(text: str, convert: Callable[[str], float], kind: str, accept: Calla
 def integer(text: str) -> int:
     """Any integer (seeds, identities)."""
     return _number(text, int, "an integer", lambda v: True, "")
+
+
+def random_seed(text: str) -> int:
+    """A random seed: an integer from 0 to 2**32 - 1 (derived seeds must still fit torch's 64 bits)."""
+    return _number(text, int, "an integer", lambda v: 0 <= v < 2**32, " from 0 to 4294967295")
 
 
 def positive_int(text: str) -> int:
@@ -158,6 +178,9 @@ def config_value_one(action: argparse.Action, value: object, label: str) -> obje
 
 
 def config_values(parser: argparse.ArgumentParser, values: dict, source: str) -> dict:
-    """Check every ``values[dest]`` (from a YAML file) with the parser's own option checks."""
+    """Check every ``values[dest]`` (from a YAML file) with the parser's own option checks (unknown names pass as they are)."""
     actions = {action.dest: action for action in parser._actions}
-    return {dest: config_value(actions[dest], value, f"{source}: {dest}") for dest, value in values.items()}
+    return {
+        dest: config_value(actions[dest], value, f"{source}: {dest}") if dest in actions else value
+        for dest, value in values.items()
+    }

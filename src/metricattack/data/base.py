@@ -67,7 +67,7 @@ def read_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.T
             if size is not None and (img.height, img.width) != tuple(size):
                 img = img.resize((size[1], size[0]), Image.BILINEAR)
             array = np.asarray(img, dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
 

@@ -49,13 +49,13 @@ def read_csv(csv_path: Path) -> dict[str, list[Sample]]:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
             raise InputError(f"{csv_path}: expected the header {','.join(CSV_COLUMNS)}, got {reader.fieldnames}")
-        for row in reader:
-            try:
+        try:
+            for row in reader:
                 sample = parse_csv_row(row, csv_path.parent)
-            except ValueError as exc:
-                raise InputError(f"{csv_path}:{reader.line_num}: {exc}") from None
-            if sample is not None:
-                splits[row["split"]].append(sample)
+                if sample is not None:
+                    splits[row["split"]].append(sample)
+        except (ValueError, csv.Error) as exc:
+            raise InputError(f"{csv_path}:{reader.line_num}: {exc}") from None
     for split in ("query", "gallery"):
         if not splits[split]:
             raise InputError(f"{csv_path}: no {split} rows (expected query and gallery images; train is optional)")
