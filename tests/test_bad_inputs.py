@@ -295,6 +295,9 @@ CASES = [
          csv_list(b"file,id\n")),  # fmt: skip
     Case("image not an image", ["evaluate", "--dataset", "market1501", "--data-root", "{d}", "--no-progress"], ("cannot read image",),
          "input", data_copy(lambda r: sorted((r / "query").iterdir())[0].write_bytes(b"not a jpeg"))),  # fmt: skip
+    Case("image not an image, read by a worker process", ["evaluate", "--dataset", "market1501", "--data-root", "{d}", "--no-progress",
+         "--workers", "1"], ("cannot read image",), "input",
+         data_copy(lambda r: sorted((r / "query").iterdir())[0].write_bytes(b"not a jpeg"))),  # fmt: skip
     Case("mixed sizes across batches (attack)", ["attack", "--dataset", "market1501", "--data-root", "{d}", "--no-progress", *CK,
          "--batch-size", "1"], ("different sizes", "--image-size"), "input", data_copy(resize_last_gallery_image)),  # fmt: skip
     Case("mixed sizes across batches (evaluate)", ["evaluate", "--dataset", "market1501", "--data-root", "{d}", "--no-progress", *CK,

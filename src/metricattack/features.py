@@ -35,6 +35,20 @@ def image_loader(
     )
 
 
+def worker_errors(loader: torch.utils.data.DataLoader) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The loader's batches; an InputError raised in a worker process comes back as its own one-line message.
+
+    (torch re-raises it with the worker's whole traceback in the message.)
+    """
+    try:
+        yield from loader
+    except InputError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise
+        raise InputError(lines[-1].split("InputError: ", 1)[-1]) from None
+
+
 def image_batches(
     samples: list[Sample], batch_size: int, image_size: tuple[int, int] | None, workers: int, progress: bool, desc: str
 ) -> Iterator[tuple[torch.Tensor, ...]]:
@@ -43,7 +57,8 @@ def image_batches(
     (The collate step checks each batch; without this, whether mixed sizes were refused would depend on --batch-size.)
     """
     first = None
-    for batch in tqdm(image_loader(samples, batch_size, image_size, workers), desc=desc, disable=not progress, leave=False):
+    batches = worker_errors(image_loader(samples, batch_size, image_size, workers))
+    for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
         shape = tuple(batch[0].shape[1:])
         first = first or shape
         if shape != first:
