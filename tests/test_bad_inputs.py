@@ -451,7 +451,8 @@ def test_report_of_any_mangled_record_is_one_line_or_a_report(record, tmp_path_f
 def run_once(data_root, checkpoint, out, *extra) -> list[str]:
     config = out.parent / "one.yaml"
     config.write_text("settings: [{attack: fgsm, eps: 2}]\n")
-    return ["run", *data_args(data_root), "--weights", str(checkpoint), "--config", str(config), "--out", str(out), *extra]
+    return ["run", *data_args(data_root), "--weights", str(checkpoint), "--config", str(config), "--out", str(out),
+            "--examples", "0", *extra]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
