@@ -43,12 +43,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def read_document(path: Path, parse: Callable[[str], object], errors: tuple[type[Exception], ...], label: str, expected: str):
-    """Read and parse a text file; a missing file or a parse error is a one-line InputError naming ``label``."""
+def read_text(path: str | Path, label: str, expected: str) -> str:
+    """A UTF-8 text file's contents; a missing, unreadable or non-UTF-8 file is a one-line InputError naming ``label``."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{label}: not found (expected {expected})") from None
+    except IsADirectoryError:
+        raise InputError(f"{label}: is a folder (expected {expected})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{label}: not UTF-8 text (byte {exc.start}; expected {expected})") from None
+    except OSError as exc:
+        raise InputError(f"{label}: cannot read ({exc.strerror or exc.__class__.__name__}; expected {expected})") from None
+    except ValueError as exc:  # a path holding a NUL byte
+        raise InputError(f"{label}: not a usable path ({exc}; expected {expected})") from None
+
+
+def read_document(path: Path, parse: Callable[[str], object], errors: tuple[type[Exception], ...], label: str, expected: str):
+    """Read and parse a text file; a missing file or a parse error is a one-line InputError naming ``label``."""
+    text = read_text(path, label, expected)
     try:
         return parse(text)
     except errors as exc:

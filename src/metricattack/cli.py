@@ -19,14 +19,30 @@ from metricattack.data.synthetic import SyntheticConfig, contact_sheet, generate
 from metricattack.errors import InputError
 from metricattack.evaluation.pipeline import Pipeline, pipelines_from_options
 from metricattack.inputs import load_data, model_from_reference, unique_names
+from metricattack.interrupt import interrupt_exit_code, sigterm_raises
 from metricattack.models import FORMAT_NAMES, build_model, load_model, model_names, save_checkpoint
+from metricattack.options import (
+    Parser,
+    finite_float,
+    integer,
+    nonneg_float,
+    nonneg_int,
+    one_line,
+    out_file,
+    out_folder,
+    positive_float,
+    positive_int,
+    probability,
+    random_seed,
+    yaml_only,
+)
 from metricattack.report.examples import write_examples
 from metricattack.report.html import build_report
 from metricattack.report.results import text_table, transfer_matrix, write_results
 from metricattack.retrieval import evaluate_model, metrics_line
 from metricattack.runtime import choose_device, seed_everything
 from metricattack.plans import PLANS, get_plan
-from metricattack.sweep import base_record, check_out_dir, run_sweep, settings_from_config
+from metricattack.sweep import base_record, check_against_data, check_out_dir, run_sweep, settings_from_config
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 
 
@@ -34,10 +50,10 @@ from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 def add_common(parser: argparse.ArgumentParser) -> None:
     """Options every command shares."""
     parser.add_argument("--config", help="YAML file of options (command-line options override it)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=random_seed, default=0, help="random seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
-    parser.add_argument("--workers", type=int, default=0, help="image-reading worker processes (default 0)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default 64)")
+    parser.add_argument("--workers", type=nonneg_int, default=0, help="image-reading worker processes (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -46,7 +62,7 @@ def add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="market1501, dukemtmc, msmt17, cuhk03-detected, cuhk03-labeled, folder "
                         "(default: the bundled synthetic data)")
     parser.add_argument("--data-root", help="folder holding the data set")
-    parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), help="resize images on load")
+    parser.add_argument("--image-size", type=positive_int, nargs=2, metavar=("H", "W"), help="resize images on load")
 
 
 def add_model(parser: argparse.ArgumentParser) -> None:
@@ -75,29 +91,29 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
     parser.add_argument("--target-model", action="append", default=[], metavar="MODEL",
                         help="also evaluate the adversarial images on this model (default, a checkpoint, or ARCH:PATH); repeatable")
     parser.add_argument("--no-quantize", action="store_true", help="evaluate adversarial images without 8-bit rounding")
-    parser.add_argument("--save-images", metavar="DIR", help="write adversarial images as PNGs in the data set's layout")
+    parser.add_argument("--save-images", metavar="DIR", type=out_folder, help="write adversarial images as PNGs in the data set's layout")
     parser.add_argument("--ap", default="standard", choices=("standard", "trapezoid"), help="AP definition")
-    parser.add_argument("--examples", type=int, default=3, help="ranking lists saved per setting for the report")
+    parser.add_argument("--examples", type=nonneg_int, default=3, help="ranking lists saved per setting for the report")
     if single:
         parser.add_argument("--attack", default="ifgsm", help=f"one of {', '.join(ATTACKS)}")
-        parser.add_argument("--eps", type=float, default=5.0, help="perturbation size in pixels out of 255 (default 5)")
-        parser.add_argument("--steps", type=int, help="iterations (default: the paper's min(eps+4, 1.25 eps))")
-        parser.add_argument("--step-size", type=float, help="step size in pixels out of 255 (default 1)")
+        parser.add_argument("--eps", type=finite_float, default=5.0, help="perturbation size in pixels out of 255 (default 5)")
+        parser.add_argument("--steps", type=positive_int, help="iterations (default: the paper's min(eps+4, 1.25 eps))")
+        parser.add_argument("--step-size", type=finite_float, help="step size in pixels out of 255 (default 1)")
         parser.add_argument("--norm", default="linf", help="linf or l2")
         parser.add_argument("--side", default="gallery", help=f"one of {', '.join(SIDES)}")
         parser.add_argument("--goal", default="untargeted", help=f"one of {', '.join(GOALS)}")
-        parser.add_argument("--target-pid", type=int, help="targeted: the identity to pull toward (default random)")
-        parser.add_argument("--restarts", type=int, help="pgd: random restarts, the best per image kept (default 1)")
+        parser.add_argument("--target-pid", type=integer, help="targeted: the identity to pull toward (default random)")
+        parser.add_argument("--restarts", type=positive_int, help="pgd: random restarts, the best per image kept (default 1)")
         parser.add_argument("--source-model", action="append", default=[], metavar="MODEL",
                             help="model that makes the images; several form an averaged-loss ensemble (default: --model/--weights)")
         parser.add_argument("--transfer-each", action="store_true",
                             help="with several --source-model: also attack with each alone (rows of a transfer matrix)")
-        parser.add_argument("--out", help="write results.json/.csv/.md and the report here")
+        parser.add_argument("--out", type=out_folder, help="write results.json/.csv/.md and the report here")
     else:
-        parser.add_argument("--settings", help=argparse.SUPPRESS)  # a list of settings, from --config only
+        parser.add_argument("--settings", type=yaml_only, help=argparse.SUPPRESS)  # a list of settings, from --config only
         parser.add_argument("--plan", default="default",
                             help="named sweep: " + "; ".join(f"{p.name}: {p.description}" for p in PLANS.values()))
-        parser.add_argument("--out", help="run folder (default runs/<timestamp>)")
+        parser.add_argument("--out", type=out_folder, help="run folder (default runs/<timestamp>)")
         parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished settings")
 
 
@@ -121,7 +137,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model, meta = load_model(args.model, args.weights, args.weights_format)
     pipeline = Pipeline(args.flip, args.query_expansion, args.rerank)
     metrics = evaluate_model(model.to(device), data, device, args.batch_size, args.flip, args.image_size,
-                             args.workers, args.ap, not args.no_progress, args.query_expansion, args.rerank)
+                             args.workers, args.ap, not args.no_progress, args.query_expansion, args.rerank,
+                             name=model_name(args))
     spec = model.spec
     print(data.summary())
     print(f"model {spec.arch} ({args.weights or ('bundled default' if args.model is None else 'random weights')}), "
@@ -140,6 +157,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     data = load_data(args.dataset, args.data_root, not args.no_progress)
     out_dir = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
+    args.out = str(out_dir)  # named by the resume hint if interrupted
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir}: is a file (expected a folder for checkpoints)")
     options = {"embedding_dim": args.embedding_dim}
@@ -175,8 +193,12 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
 def main_model(args: argparse.Namespace) -> NamedModel:
     """The model named by --model / --weights (the bundled one when neither is given)."""
     model, _ = load_model(args.model, args.weights, args.weights_format)
-    name = "default" if args.model is None and args.weights is None else Path(args.weights or args.model).stem
-    return NamedModel(name, model)
+    return NamedModel(model_name(args), model)
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """The name results and errors give the model of --model / --weights."""
+    return "default" if args.model is None and args.weights is None else Path(args.weights or args.model).stem
 
 
 def finish_run(record: dict, out_dir: Path) -> None:
@@ -188,10 +210,12 @@ def finish_run(record: dict, out_dir: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """metricattack run: the sweep of settings on one model, with result files and the report."""
-    settings = settings_from_config(args.settings) if args.settings else list(get_plan(args.plan).settings)
+    attack_options = build_parser()[1]["attack"]  # a YAML setting's values get the checks of `attack`'s options
+    settings = settings_from_config(args.settings, attack_options) if args.settings is not None else list(get_plan(args.plan).settings)
     victim = main_model(args)
     targets = unique_names([victim] + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+    args.out = str(out_dir)  # named by the resume hint if interrupted
     check_out_dir(out_dir, args.resume)
     campaign = build_campaign(args, [victim], targets)
     record = run_sweep(campaign, settings, out_dir, args.command, resume=args.resume,
@@ -213,6 +237,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     campaign = build_campaign(args, sources, targets)
     sources = campaign.sources  # as the campaign deploys them (with flip averaging when asked)
     groups = [sources] + ([[s] for s in sources] if args.transfer_each and len(sources) > 1 else [])
+    check_against_data(campaign, [setting])
     record = base_record(campaign, args.command)
     for group in groups:
         outcome, rows = campaign.run(setting, sources=group)
@@ -232,14 +257,36 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """metricattack report: rebuild report.html from a run folder."""
-    print(f"report: {build_report(Path(args.run_dir))}")
+    try:
+        print(f"report: {build_report(Path(args.run_dir))}")
+    except InputError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as exc:  # a record edited by hand
+        raise InputError(f"{Path(args.run_dir) / 'results.json'}: not a results record metricattack wrote "
+                         f"({exc.__class__.__name__}: {exc})") from None  # fmt: skip
     return 0
 
 
 # --- parser and entry point ------------------------------------------------------------------
+TRAIN_CHECKS = {
+    "epochs": positive_int, "num_instances": positive_int, "warmup_epochs": nonneg_int, "lr": positive_float,
+    "weight_decay": nonneg_float, "gamma": positive_float, "margin": nonneg_float, "label_smoothing": probability,
+    "erase_p": probability,
+}  # fmt: skip
+
+
+def resume_hint(argv: list[str], args: argparse.Namespace) -> str:
+    """For an interrupted run or training: the command that continues it (what finished is already saved)."""
+    if getattr(args, "func", None) not in (cmd_run, cmd_train) or not getattr(args, "out", None):
+        return ""
+    extra = ([] if "--out" in argv else ["--out", args.out]) + ([] if "--resume" in argv else ["--resume"])
+    what = "settings" if args.func is cmd_run else "epochs"
+    return f"; the finished {what} are saved in {args.out}: continue with: metricattack {shlex.join(argv + extra)}"
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top-level parser and each subcommand's parser (``--config`` re-parses with the latter)."""
-    parser = argparse.ArgumentParser(prog="metricattack", description="Adversarial metric attacks on person re-identification.")
+    parser = Parser(prog="metricattack", description="Adversarial metric attacks on person re-identification.")
     parser.add_argument("--version", action="version", version=f"metricattack {__version__}")
     sub = parser.add_subparsers(dest="command_name", required=True)
     subparsers: dict[str, argparse.ArgumentParser] = {}
@@ -254,29 +301,30 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     p = subcommand("synth", cmd_synth, "render a synthetic pedestrian data set (Market-1501 layout)", add_common)
     defaults = SyntheticConfig()
-    p.add_argument("--out", required=True, help="folder to write (must not exist or be empty)")
+    p.add_argument("--out", required=True, type=out_folder, help="folder to write (must not exist or be empty)")
     for name in ("train_ids", "test_ids", "cameras", "height", "width"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    p.add_argument("--contact-sheet", metavar="PNG", help="also write a contact sheet (8 ids x cameras)")
+        p.add_argument(f"--{name.replace('_', '-')}", type=positive_int, default=getattr(defaults, name))
+    p.add_argument("--contact-sheet", metavar="PNG", type=out_file, help="also write a contact sheet (8 ids x cameras)")
 
     p = subcommand("evaluate", cmd_evaluate, "clean retrieval metrics of a model on a data set", add_common, add_data, add_model,
                    lambda p: add_pipeline(p, several=False))  # fmt: skip
     p.add_argument("--ap", default="standard", choices=("standard", "trapezoid"), help="AP definition")
-    p.add_argument("--json", help="also write the metrics to this JSON file")
+    p.add_argument("--json", type=out_file, help="also write the metrics to this JSON file")
 
     p = subcommand("train", cmd_train, "train a re-ID model", add_common, add_data)
     train_defaults = TrainConfig()
     p.add_argument("--model", default="compact", help=f"architecture ({', '.join(model_names())})")
-    p.add_argument("--embedding-dim", type=int, help="add a linear embedding of this size before the BNNeck")
-    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="model input size (default per model)")
+    p.add_argument("--embedding-dim", type=positive_int, help="add a linear embedding of this size before the BNNeck")
+    p.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"), help="model input size (default per model)")
     for f in fields(TrainConfig):
         if f.name in ("seed", "batch_size", "milestones", "flip"):
             continue
         default = getattr(train_defaults, f.name)
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default, help=f"default {default}")
-    p.add_argument("--milestones", type=int, nargs="*", default=list(train_defaults.milestones), help="epochs for step decay")
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=TRAIN_CHECKS.get(f.name, type(default)), default=default,
+                       help=f"default {default}")  # fmt: skip
+    p.add_argument("--milestones", type=positive_int, nargs="*", default=list(train_defaults.milestones), help="epochs for step decay")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flip")
-    p.add_argument("--out", help="folder for checkpoints (default runs/train-<timestamp>)")
+    p.add_argument("--out", type=out_folder, help="folder for checkpoints (default runs/train-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch saved in --out")
 
     subcommand("attack", cmd_attack, "run one attack setting (white-box or transfer)",
@@ -294,12 +342,20 @@ def main(argv: list[str] | None = None) -> int:
     parser, subparsers = build_parser()
     args = parser.parse_args(argv)
     try:
-        args = apply_config(subparsers[args.command_name], argv[1:], args) if args.command_name in subparsers else args
-        args.command = "metricattack " + " ".join(shlex.quote(a) for a in argv)
-        return args.func(args)
+        with sigterm_raises():
+            args = apply_config(subparsers[args.command_name], argv[1:], args) if args.command_name in subparsers else args
+            args.command = "metricattack " + " ".join(shlex.quote(a) for a in argv)
+            return args.func(args)
     except InputError as exc:
-        print(f"metricattack: error: {exc}", file=sys.stderr)
+        print(f"metricattack: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user named that the system refused (permissions, disk full)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"metricattack: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        print(f"metricattack: interrupted{one_line(resume_hint(argv, args))}", file=sys.stderr)
+        return interrupt_exit_code(exc)
 
 
 if __name__ == "__main__":

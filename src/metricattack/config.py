@@ -9,6 +9,7 @@ import yaml
 
 from metricattack.atomic import read_document
 from metricattack.errors import InputError
+from metricattack.options import config_values
 
 
 def read_config(path: str | Path) -> dict:
@@ -31,5 +32,5 @@ def apply_config(parser: argparse.ArgumentParser, argv: list[str], args: argpars
     unknown = sorted(set(values) - known)
     if unknown:
         raise InputError(f"--config {args.config}: unknown options {unknown} (expected some of {sorted(known)})")
-    parser.set_defaults(**values)
+    parser.set_defaults(**config_values(parser, values, f"--config {args.config}"))
     return parser.parse_args(argv)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from metricattack.data.base import ImageDataset, Sample, collate_images
+from metricattack.data.base import ImageDataset, Sample, collate_images, different_sizes
+from metricattack.errors import InputError
 from metricattack.evaluation.pipeline import with_flip
 
 
@@ -34,6 +36,44 @@ def image_loader(
     )
 
 
+def worker_errors(loader: torch.utils.data.DataLoader) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The loader's batches; an InputError raised in a worker process comes back as its own one-line message.
+
+    (torch re-raises it with the worker's whole traceback in the message.)
+    """
+    try:
+        yield from loader
+    except InputError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise
+        raise InputError(lines[-1].split("InputError: ", 1)[-1]) from None
+
+
+def image_batches(
+    samples: list[Sample], batch_size: int, image_size: tuple[int, int] | None, workers: int, progress: bool, desc: str
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """``image_loader``'s batches with a progress bar, checked to share one image size across the whole split.
+
+    (The collate step checks each batch; without this, whether mixed sizes were refused would depend on --batch-size.)
+    """
+    first = None
+    batches = worker_errors(image_loader(samples, batch_size, image_size, workers))
+    for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        shape = tuple(batch[0].shape[1:])
+        first = first or shape
+        if shape != first:
+            raise different_sizes({first, shape}, samples[int(batch[3][0])].path)
+        yield batch
+
+
+def check_finite(features: torch.Tensor, model_name: str, what: str) -> torch.Tensor:
+    """``features``, or a one-line InputError naming the model when any is NaN or infinite."""
+    if not bool(torch.isfinite(features).all()):
+        raise InputError(f"model {model_name}: features of the {what} are not finite (NaN or inf); check its weights")
+    return features
+
+
 def read_images(
     samples: list[Sample],
     batch_size: int = 256,
@@ -43,10 +83,9 @@ def read_images(
     desc: str = "reading images",
 ) -> torch.Tensor:
     """All images of ``samples`` as one 8-bit tensor (N,3,H,W), to keep in memory."""
-    loader = image_loader(samples, batch_size, image_size, workers)
     chunks = [
         images.mul(255).round().to(torch.uint8)
-        for images, _, _, _ in tqdm(loader, desc=desc, disable=not progress, leave=False)
+        for images, _, _, _ in image_batches(samples, batch_size, image_size, workers, progress, desc)
     ]
     return torch.cat(chunks)
 
@@ -68,18 +107,22 @@ def extract_features(
     workers: int = 0,
     progress: bool = True,
     desc: str = "features",
+    name: str | None = None,
 ) -> FeatureSet:
-    """Run ``model`` (restored to its mode afterwards) over ``samples``; optional flip averaging and L2 norm."""
+    """Run ``model`` (restored to its mode afterwards) over ``samples``; optional flip averaging and L2 norm.
+
+    Non-finite features are an InputError naming the model (``name``, default its architecture).
+    """
     was_training = model.training
     model.eval()
     chunks = []
     try:
-        loader = image_loader(samples, batch_size, image_size, workers)
-        for images, _, _, _ in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        for images, _, _, _ in image_batches(samples, batch_size, image_size, workers, progress, desc):
             chunks.append(features_of(model, images.to(device), flip).float().cpu())
     finally:
         model.train(was_training)
-    features = torch.cat(chunks)
+    name = name or getattr(getattr(model, "spec", None), "arch", type(model).__name__)
+    features = check_finite(torch.cat(chunks), name, f"{desc} images")
     if normalize:
         features = torch.nn.functional.normalize(features, dim=1)
     return FeatureSet(

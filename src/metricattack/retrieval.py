@@ -23,11 +23,13 @@ def evaluate_model(
     progress: bool = True,
     query_expansion: int = 0,
     rerank: bool = False,
+    name: str | None = None,
 ) -> RetrievalMetrics:
-    """Market-1501 metrics of ``model`` on ``data``'s query and gallery, with the model's own distance, after
+    """Market-1501 metrics of ``model`` (called ``name`` in errors) on ``data``'s query and gallery, with the model's own distance, after
     flip averaging, average query expansion over the top ``query_expansion`` and re-ranking when asked."""
     pipeline = Pipeline(flip, query_expansion, rerank)
-    options = dict(device=device, batch_size=batch_size, flip=flip, image_size=image_size, workers=workers, progress=progress)
+    options = dict(device=device, batch_size=batch_size, flip=flip, image_size=image_size, workers=workers, progress=progress,
+                   name=name)  # fmt: skip
     query = extract_features(model, data.query, desc="query", **options)
     gallery = extract_features(model, data.gallery, desc="gallery", **options)
     spec = model.spec

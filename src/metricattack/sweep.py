@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -9,14 +11,25 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from metricattack import __version__
-from metricattack.attacks.campaign import AttackSetting, Campaign, save_adversarial_images
+from metricattack.attacks.campaign import AttackSetting, Campaign, assign_targets, save_adversarial_images
 from metricattack.errors import InputError
 from metricattack.evaluation.pipeline import PLAIN_NAME
+from metricattack.lock import LOCK_NAME, check_unlocked, folder_lock
+from metricattack.options import config_values, folder_problem
 from metricattack.report.examples import write_examples
 from metricattack.report.results import read_results, write_results
 
-def settings_from_config(entries: list) -> list[AttackSetting]:
-    """Settings from a YAML list of mappings (keys as AttackSetting fields), checked."""
+
+# what must match for --resume to continue a run: the rows of the record must come from the same experiment
+IDENTITY_KEYS = ("seed", "quantize", "average_precision", "dataset", "models", "plan")
+
+
+def settings_from_config(entries: list, options: argparse.ArgumentParser | None = None) -> list[AttackSetting]:
+    """Settings from a YAML list of mappings (keys as AttackSetting fields), checked.
+
+    With ``options`` (the ``attack`` command's parser) each value goes through the same check as the
+    command-line option of that name (``eps`` as ``--eps``).
+    """
     known = {f.name for f in fields(AttackSetting)}
     settings = []
     if not isinstance(entries, list) or not entries:
@@ -24,6 +37,8 @@ def settings_from_config(entries: list) -> list[AttackSetting]:
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict) or set(entry) - known:
             raise InputError(f"settings[{number}]: expected a mapping with keys among {sorted(known)}, got {entry!r}")
+        if options is not None:
+            entry = config_values(options, entry, f"settings[{number}]")
         setting = AttackSetting(**entry)
         setting.validate()
         settings.append(setting)
@@ -31,11 +46,45 @@ def settings_from_config(entries: list) -> list[AttackSetting]:
 
 
 def check_out_dir(out_dir: Path, resume: bool) -> None:
-    """Refuse an output path that is a file, or a non-empty folder unless resuming (files create it later)."""
+    """Refuse an output path that is a file, cannot be written, is being written by another run, or is a
+    non-empty folder unless resuming (files create it later)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir}: is a file (expected a folder to write the run into)")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not resume:
+    problem = folder_problem(out_dir)
+    if problem:
+        raise InputError(f"--out {out_dir}: {problem}")
+    check_unlocked(out_dir)
+    if out_dir.is_dir() and any(p.name != LOCK_NAME for p in out_dir.iterdir()) and not resume:
         raise InputError(f"--out {out_dir}: folder is not empty (pass --resume to continue that run, or choose another --out)")
+
+
+def check_against_data(campaign: Campaign, settings: list[AttackSetting]) -> None:
+    """Refuse, before any attack, a setting the data cannot serve (a --target-pid missing from a reference side)."""
+    for setting in settings:
+        setting.validate()
+        if setting.target_pid is None:
+            continue
+        references = {"query": [campaign.gallery], "gallery": [campaign.query], "both": [campaign.gallery, campaign.query]}
+        for reference in references[setting.side]:
+            try:
+                assign_targets(reference.pids[:0], reference.pids, None, fixed=setting.target_pid)
+            except InputError as exc:
+                raise InputError(f"setting {setting.key}: {exc} (nothing was attacked)") from None
+
+
+def check_same_run(previous: dict, record: dict, path: Path) -> None:
+    """Refuse to resume into a record made by another experiment (seed, data, models, options or plan differ)."""
+    current = json.loads(json.dumps({key: record.get(key) for key in IDENTITY_KEYS}))  # as it would be stored
+    for key in IDENTITY_KEYS:
+        if key not in previous or previous[key] == current[key]:
+            continue  # records written before a key existed are not held to it
+        old, new = previous[key], current[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            key, old, new = next((f"{key}.{k}", old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+        raise InputError(
+            f"--resume: {path} was made with {key} {json.dumps(old)}, this run has {json.dumps(new)} "
+            "(resume with the same options, or choose another --out)"
+        )
 
 
 def base_record(campaign: Campaign, command: str) -> dict:
@@ -79,16 +128,29 @@ def run_sweep(
     save_images: str | Path | None = None,
     examples: int = 3,
 ) -> dict:
-    """Clean evaluation, then each setting; the record is rewritten after every setting so a run can resume."""
-    for setting in settings:
-        setting.validate()
+    """Clean evaluation, then each setting; the record is rewritten after every setting so a run can resume.
+
+    Every setting is checked against the data first; the folder is locked while the run writes into it.
+    """
+    check_against_data(campaign, settings)
     out_dir = Path(out_dir)
     check_out_dir(out_dir, resume)
+    with folder_lock(out_dir):
+        return _sweep(campaign, settings, out_dir, command, resume, save_images, examples)
+
+
+def _sweep(
+    campaign: Campaign, settings: list[AttackSetting], out_dir: Path, command: str, resume: bool,
+    save_images: str | Path | None, examples: int,
+) -> dict:  # fmt: skip
+    """``run_sweep``'s work, inside the folder lock."""
     previous_record = {"results": [], "examples": {}}
     if resume and (out_dir / "results.json").is_file():
         previous_record = read_results(out_dir)
     done = previous_record["results"]
-    record = base_record(campaign, command)
+    record = {**base_record(campaign, command), "plan": [setting.key for setting in settings]}
+    if "clean" in previous_record:
+        check_same_run(previous_record, record, out_dir / "results.json")
     finished = {(row["key"], row["target"], row.get("pipeline", PLAIN_NAME)) for row in done}
     for setting in tqdm(settings, desc="settings", disable=not campaign.progress):
         previous = [row for row in done if row["key"] == setting.key]

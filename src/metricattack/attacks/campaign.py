@@ -25,7 +25,7 @@ from metricattack.evaluation import RetrievalMetrics, evaluate_ranking, top_k_va
 from metricattack.evaluation.damage import RankingSummary, match_rank_stats, ranking_damage, summarize_ranking
 from metricattack.evaluation.perceptibility import perturbation_sizes
 from metricattack.evaluation.pipeline import PLAIN, FlipAverage, Pipeline, check_pipelines, with_flip
-from metricattack.features import read_images
+from metricattack.features import check_finite, read_images
 from metricattack.models.reid import ReIDModel
 
 SIDES = ("gallery", "query", "both")
@@ -216,7 +216,10 @@ class Campaign:
         model = named.model if flip is None else with_flip(named.model, flip)
         key = (named.name, isinstance(model, FlipAverage))
         if key not in self._clean:
-            self._clean[key] = (self.features(model, self.query.images), self.features(model, self.gallery.images))
+            self._clean[key] = (
+                check_finite(self.features(model, self.query.images), named.name, "query images"),
+                check_finite(self.features(model, self.gallery.images), named.name, "gallery images"),
+            )
         return self._clean[key]
 
     def evaluate(
@@ -341,9 +344,11 @@ class Campaign:
         model = with_flip(named.model, pipeline.flip)
         query_features, gallery_features = (f.clone() for f in self.clean_features(named, pipeline.flip))
         if len(outcome.query_indices):
-            query_features[outcome.query_indices.to(self.device)] = self.features(model, outcome.query_images)
+            attacked = self.features(model, outcome.query_images)
+            query_features[outcome.query_indices.to(self.device)] = check_finite(attacked, named.name, "attacked queries")
         if len(outcome.gallery_indices):
-            gallery_features[outcome.gallery_indices.to(self.device)] = self.features(model, outcome.gallery_images)
+            attacked = self.features(model, outcome.gallery_images)
+            gallery_features[outcome.gallery_indices.to(self.device)] = check_finite(attacked, named.name, "attacked gallery images")
         metrics, distances = self.evaluate(named, query_features, gallery_features, pipeline)
         summary = self.summarize(distances)
         if deployed:

@@ -67,7 +67,7 @@ def read_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.T
             if size is not None and (img.height, img.width) != tuple(size):
                 img = img.resize((size[1], size[0]), Image.BILINEAR)
             array = np.asarray(img, dtype=np.uint8).copy()
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise InputError(f"{path}: cannot read image ({exc.__class__.__name__}: {exc})") from None
     return torch.from_numpy(array).permute(2, 0, 1).float().div_(255.0)
 
@@ -87,13 +87,16 @@ class ImageDataset(torch.utils.data.Dataset):
         return read_image(sample.path, self.size), sample.pid, sample.camid, index
 
 
+def different_sizes(shapes: set[tuple[int, ...]], example: str | None = None) -> InputError:
+    """The error for images of different sizes (C,H,W) in one split, naming one of the odd images if known."""
+    sizes = ", ".join(sorted(f"{s[1]}x{s[2]}" for s in shapes)[:3]) + (f", e.g. {example}" if example else "")
+    return InputError(f"images have different sizes ({sizes}): pass --image-size H W to resize them on load")
+
+
 def collate_images(batch: list[tuple[torch.Tensor, int, int, int]]) -> tuple[torch.Tensor, ...]:
     """Stack a batch; images of different sizes are an InputError asking for --image-size."""
     images, pids, camids, indices = zip(*batch)
     shapes = {tuple(img.shape) for img in images}
     if len(shapes) > 1:
-        sizes = sorted(f"{s[1]}x{s[2]}" for s in shapes)
-        raise InputError(
-            f"images have different sizes ({', '.join(sizes[:3])}): pass --image-size H W to resize them on load"
-        )
+        raise different_sizes(shapes)
     return torch.stack(images), torch.tensor(pids), torch.tensor(camids), torch.tensor(indices)

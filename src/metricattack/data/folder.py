@@ -10,8 +10,10 @@ for evaluation only; query and gallery are required.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
+from metricattack.atomic import read_text
 from metricattack.data.base import ReIDData, Sample
 from metricattack.data.filenames import parse_folder
 from metricattack.errors import InputError
@@ -42,17 +44,18 @@ def parse_csv_row(row: dict[str | None, str | None], folder: Path) -> Sample | N
 def read_csv(csv_path: Path) -> dict[str, list[Sample]]:
     """Samples per split from a CSV with the header ``path,pid,camid,split``."""
     splits: dict[str, list[Sample]] = {split: [] for split in SPLITS}
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+    text = read_text(csv_path, str(csv_path), f"a CSV list with the header {','.join(CSV_COLUMNS)}")
+    with io.StringIO(text.removeprefix("\ufeff"), newline="") as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
             raise InputError(f"{csv_path}: expected the header {','.join(CSV_COLUMNS)}, got {reader.fieldnames}")
-        for row in reader:
-            try:
+        try:
+            for row in reader:
                 sample = parse_csv_row(row, csv_path.parent)
-            except ValueError as exc:
-                raise InputError(f"{csv_path}:{reader.line_num}: {exc}") from None
-            if sample is not None:
-                splits[row["split"]].append(sample)
+                if sample is not None:
+                    splits[row["split"]].append(sample)
+        except (ValueError, csv.Error) as exc:
+            raise InputError(f"{csv_path}:{reader.line_num}: {exc}") from None
     for split in ("query", "gallery"):
         if not splits[split]:
             raise InputError(f"{csv_path}: no {split} rows (expected query and gallery images; train is optional)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from metricattack.atomic import read_text
 from metricattack.data.base import ReIDData, Sample
 from metricattack.data.filenames import find_root
 from metricattack.errors import InputError
@@ -31,7 +32,7 @@ def read_list(list_path: Path, image_dir: Path) -> list[Sample]:
     if not list_path.is_file():
         raise InputError(f"{list_path}: list file not found (expected lines {EXPECTED_LINE})")
     samples = []
-    for number, line in enumerate(list_path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(list_path, str(list_path), f"lines {EXPECTED_LINE}").splitlines(), 1):
         if not line.strip():
             continue
         parsed = parse_list_line(line)

@@ -37,6 +37,8 @@ def load_model(name: str | None = None, weights: str | Path | None = None, fmt: 
     if weights is None:
         return build_model(name).eval(), {"spec": {"arch": name}, "weights": None}
     weights = Path(weights)
+    if not weights.exists() and not weights.with_suffix(".json").is_file():
+        raise InputError(f"{weights}: checkpoint not found")
     ours = weights.suffix in (".safetensors", ".json", "") and weights.with_suffix(".json").is_file()
     if ours and fmt == "auto":
         model, meta = load_checkpoint(weights)

@@ -7,6 +7,8 @@ plus whatever the caller adds: data set, training command, clean metrics.
 from __future__ import annotations
 
 import json
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -42,13 +44,48 @@ def save_checkpoint(path: str | Path, model: ReIDModel, **metadata) -> Path:
     return weights_path
 
 
+def _unpickler_reason(message: str) -> str:
+    """The specific reason in torch's long weights-only refusal (the first text after its marker)."""
+    _, marker, rest = message.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in rest.splitlines() if line.strip()] if marker else []
+    return lines[0].split(". ")[0] if lines else "unsupported object"
+
+
+def load_torch_file(path: str | Path) -> object:
+    """``torch.load(weights_only=True)`` with one-line errors: never unpickles objects, refuses files that need it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about the pickle protocol before refusing
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise InputError(
+            f"{path}: refused: this file needs more than weights to load ({_unpickler_reason(str(exc))}); "
+            "re-save its state_dict, or convert it to safetensors"
+        ) from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder (expected a checkpoint file)") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise InputError(f"{path}: not a readable torch checkpoint ({reason})") from None
+
+
+def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, with one-line errors for a missing or damaged file."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: checkpoint weights not found") from None
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
 def read_metadata(path: str | Path) -> dict:
     """Read a checkpoint's JSON metadata, with a one-line error when it is missing or malformed."""
     _, meta_path = checkpoint_paths(path)
     expected = "the checkpoint's JSON metadata, NAME.json beside NAME.safetensors"
     meta = read_document(meta_path, json.loads, (json.JSONDecodeError,), str(meta_path), expected)
-    if not isinstance(meta, dict) or "spec" not in meta:
-        raise InputError(f"{meta_path}: expected a JSON object with a 'spec' entry")
+    if not isinstance(meta, dict) or not isinstance(meta.get("spec"), dict) or not meta["spec"]:
+        raise InputError(f"{meta_path}: expected a JSON object with a 'spec' entry (the model's architecture)")
     return meta
 
 
@@ -65,19 +102,21 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
                 shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
                 parts.append(f"{len(keys)} {label} keys: {shown}")
         raise InputError(f"{source}: checkpoint does not fit {model.spec.arch}: " + "; ".join(parts))
+    broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if broken:
+        shown = ", ".join(broken[:3]) + (f" (+{len(broken) - 3} more)" if len(broken) > 3 else "")
+        raise InputError(f"{source}: refused: weights hold NaN or infinite values ({shown})")
     model.load_state_dict(state)
 
 
 def load_checkpoint(path: str | Path) -> tuple[ReIDModel, dict]:
     """Load one of our checkpoints; returns the model in eval mode and its metadata."""
-    weights_path, _ = checkpoint_paths(path)
+    weights_path, meta_path = checkpoint_paths(path)
     meta = read_metadata(path)
-    model = ReIDModel(ModelSpec.from_dict(meta["spec"]))
     try:
-        state = load_file(str(weights_path))
-    except FileNotFoundError:
-        raise InputError(f"{weights_path}: checkpoint weights not found") from None
-    except (SafetensorError, OSError) as exc:
-        raise InputError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+        model = ReIDModel(ModelSpec.from_dict(meta["spec"]))
+    except InputError as exc:
+        raise InputError(f"{meta_path}: {exc}") from None
+    state = load_safetensors(weights_path)
     load_state_strict(model, state, weights_path)
     return model.eval(), meta

@@ -6,15 +6,13 @@ were built with; classifiers are dropped because the attack only needs features.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from metricattack.errors import InputError
-from metricattack.models.checkpoints import load_state_strict
+from metricattack.models.checkpoints import load_safetensors, load_state_strict, load_torch_file
 from metricattack.models.reid import ReIDModel, build_model
 
 TRUNK_PREFIXES = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.", "features.")
@@ -88,19 +86,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
-    if path.suffix == ".safetensors":
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
-            raise InputError(
-                f"{path}: refused: this file needs more than weights to unpickle ({first_line}); "
-                "re-save its state_dict, or convert it to safetensors"
-            ) from None
-        except (RuntimeError, OSError, EOFError) as exc:
-            raise InputError(f"{path}: not a readable torch checkpoint ({exc})") from None
+    state = load_safetensors(path) if path.suffix == ".safetensors" else load_torch_file(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -15,6 +15,36 @@ from metricattack.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preproce
 ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1)}
 
 
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _numbers(length: int, positive_ints: bool = False):
+    def check(value: object) -> bool:
+        items = value if isinstance(value, (list, tuple)) else ()
+        kind = (lambda v: _count(v) and v > 0) if positive_ints else (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+        return len(items) == length and all(kind(v) for v in items)
+
+    return check
+
+
+# spec key -> (check of a JSON value, what was expected), so a hand-edited checkpoint fails in one line
+SPEC_CHECKS = {
+    "arch": (lambda v: isinstance(v, str), "a model name"),
+    "num_classes": (_count, "an integer >= 0"),
+    "embedding_dim": (lambda v: v is None or (_count(v) and v > 0), "null or an integer >= 1"),
+    "bnneck": (lambda v: isinstance(v, bool), "true or false"),
+    "activation": (lambda v: isinstance(v, str), "an activation name"),
+    "last_stride": (lambda v: _count(v) and v > 0, "an integer >= 1"),
+    "final_relu": (lambda v: isinstance(v, bool), "true or false"),
+    "input_size": (_numbers(2, positive_ints=True), "[height, width] in pixels"),
+    "mean": (_numbers(3), "3 numbers"),
+    "std": (_numbers(3), "3 numbers"),
+    "metric": (lambda v: isinstance(v, str), "a distance name"),
+    "normalize": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to rebuild a model's architecture (stored in checkpoint metadata).
@@ -49,6 +79,12 @@ class ModelSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"model spec has unknown keys {unknown} (expected some of {sorted(known)})")
+        if "arch" not in data:
+            raise InputError("model spec has no 'arch' (the architecture's name)")
+        for key, value in data.items():
+            check, expected = SPEC_CHECKS.get(key, (lambda v: True, ""))
+            if not check(value):
+                raise InputError(f"model spec: {key} is {value!r} (expected {expected})")
         values = dict(data)
         for key in ("input_size", "mean", "std"):
             if key in values:

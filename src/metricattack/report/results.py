@@ -29,6 +29,18 @@ def read_results(run_dir: str | Path) -> dict:
     record = read_document(path, json.loads, (json.JSONDecodeError,), str(path), "a run directory written by metricattack run")
     if not isinstance(record, dict) or "results" not in record or "clean" not in record:
         raise InputError(f"{path}: expected a results record with 'clean' and 'results' entries")
+    rows = record["results"] if isinstance(record["results"], list) else [None]
+    clean = record["clean"] if isinstance(record["clean"], dict) else {None: None}
+    if (
+        not isinstance(record.get("dataset"), dict)
+        or not isinstance(record.get("examples", {}), dict)
+        or not all(isinstance(metrics, dict) for metrics in clean.values())
+        or not all(isinstance(row, dict) and isinstance(row.get("key"), str) and isinstance(row.get("target"), str) for row in rows)
+    ):
+        raise InputError(
+            f"{path}: not a results record metricattack wrote (expected 'dataset' and 'examples' mappings, 'clean' metrics per "
+            "model, 'results' rows with 'key' and 'target')"
+        )
     return record
 
 

@@ -6,14 +6,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from metricattack.atomic import atomic_write
 from metricattack.data.base import Sample
 from metricattack.errors import InputError
 from metricattack.features import read_images
-from metricattack.models.checkpoints import checkpoint_paths, load_state_strict, save_checkpoint
+from metricattack.models.checkpoints import (
+    checkpoint_paths,
+    load_safetensors,
+    load_state_strict,
+    load_torch_file,
+    save_checkpoint,
+)
 from metricattack.models.reid import ReIDModel
 from metricattack.training.augment import TrainAugment
 from metricattack.training.losses import ReIDLoss
@@ -64,6 +69,18 @@ def build_optimizer(model: ReIDModel, config: TrainConfig) -> torch.optim.Optimi
     return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
 
 
+def check_finite_step(model: ReIDModel, loss: torch.Tensor, where: str, out_dir: Path) -> None:
+    """Stop with one line when the loss or a gradient is NaN or infinite (before the step spoils the weights)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])) if grads else loss
+    if not bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)):
+        what = "the loss" if not torch.isfinite(loss.detach()) else "a gradient"
+        raise InputError(
+            f"training {where}: {what} is not finite (NaN or inf); lower --lr or check the data "
+            f"(the checkpoints of the finished epochs in {out_dir} are intact)"
+        )
+
+
 def train_model(
     model: ReIDModel,
     samples: list[Sample],
@@ -102,11 +119,18 @@ def train_model(
     start_epoch = 0
     state_path = out_dir / STATE_NAME
     if resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        load_state_strict(model, load_file(str(checkpoint_paths(out_dir / CHECKPOINT_NAME)[0])), out_dir)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"]) + 1
+        state = load_torch_file(state_path)
+        if not isinstance(state, dict) or not isinstance(state.get("epoch"), int) or not all(
+            isinstance(state.get(key), dict) for key in ("optimizer", "scheduler")
+        ):
+            raise InputError(f"{state_path}: expected the training state metricattack train writes (epoch, optimizer, scheduler)")
+        load_state_strict(model, load_safetensors(checkpoint_paths(out_dir / CHECKPOINT_NAME)[0]), out_dir)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{state_path}: does not fit this model and --optimizer ({exc.__class__.__name__}: {exc})") from None
+        start_epoch = state["epoch"] + 1
     images = read_images(samples, 256, image_size, workers, progress)  # sampled from memory every epoch
     for epoch in range(start_epoch, config.epochs):
         model.train()
@@ -122,6 +146,7 @@ def train_model(
             loss, parts = criterion(logits, features, labels[batch].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            check_finite_step(model, loss, f"epoch {epoch + 1}/{config.epochs}, batch {step + 1}", out_dir)
             optimizer.step()
             scheduler.step()
             for name, value in parts.items():
