@@ -25,6 +25,8 @@ from metricattack.report.results import text_table, transfer_matrix, write_resul
 from metricattack.retrieval import evaluate_model, metrics_line
 from metricattack.runtime import choose_device, seed_everything
 from metricattack.plans import PLANS, get_plan
+from metricattack.evaluation.distance import DISTANCE_METRICS
+from metricattack.inputs import main_reference
 from metricattack.sweep import base_record, check_out_dir, run_sweep, settings_from_config
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 
@@ -50,9 +52,15 @@ def add_data(parser: argparse.ArgumentParser) -> None:
 
 def add_model(parser: argparse.ArgumentParser) -> None:
     """Which model to load."""
-    parser.add_argument("--model", help=f"architecture ({', '.join(model_names())}); default: the bundled model")
+    parser.add_argument("--model", help=f"architecture ({', '.join(model_names())}), torchreid:NAME, python:PACKAGE.MODULE:FACTORY, "
+                        "torchscript:FILE or fastreid:FILE; default: the bundled model")
     parser.add_argument("--weights", help="checkpoint: ours (.safetensors + .json) or torchreid / paper code (.pth)")
     parser.add_argument("--weights-format", default="auto", choices=FORMAT_NAMES, help="foreign checkpoint layout")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="the model's input size (default: the model's own)")
+    parser.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), help="input normalisation mean, images in [0,1]")
+    parser.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), help="input normalisation std")
+    parser.add_argument("--distance", choices=DISTANCE_METRICS, help="distance the model is evaluated with")
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="L2-normalise features before the distance")
 
 
 def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
@@ -103,7 +111,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     seed_everything(args.seed)
     data = load_data(args.dataset, args.data_root, not args.no_progress)
-    model, meta = load_model(args.model, args.weights, args.weights_format)
+    model, meta = main_reference(args).load()
     metrics = evaluate_model(model.to(device), data, device, args.batch_size, args.flip, args.image_size,
                              args.workers, args.ap, not args.no_progress)
     spec = model.spec
@@ -154,9 +162,8 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
 
 def main_model(args: argparse.Namespace) -> NamedModel:
     """The model named by --model / --weights (the bundled one when neither is given)."""
-    model, _ = load_model(args.model, args.weights, args.weights_format)
-    name = "default" if args.model is None and args.weights is None else Path(args.weights or args.model).stem
-    return NamedModel(name, model)
+    reference = main_reference(args)
+    return NamedModel(reference.display_name, reference.load()[0])
 
 
 def finish_run(record: dict, out_dir: Path) -> None:

@@ -52,8 +52,9 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
-def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Load ``state`` into ``model``; a mismatch is one line listing missing / unexpected / misshapen keys."""
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path, arch: str | None = None) -> None:
+    """Load ``state`` into ``model`` (named ``arch``, default its spec's); a mismatch is one line listing
+    missing / unexpected / misshapen keys."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -64,15 +65,17 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
             if keys:
                 shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
                 parts.append(f"{len(keys)} {label} keys: {shown}")
-        raise InputError(f"{source}: checkpoint does not fit {model.spec.arch}: " + "; ".join(parts))
+        raise InputError(f"{source}: checkpoint does not fit {arch or model.spec.arch}: " + "; ".join(parts))
     model.load_state_dict(state)
 
 
-def load_checkpoint(path: str | Path) -> tuple[ReIDModel, dict]:
-    """Load one of our checkpoints; returns the model in eval mode and its metadata."""
+def load_checkpoint(path: str | Path, **overrides) -> tuple[ReIDModel, dict]:
+    """Load one of our checkpoints (spec entries replaced by ``overrides``); returns the model in eval mode and its metadata."""
     weights_path, _ = checkpoint_paths(path)
     meta = read_metadata(path)
-    model = ReIDModel(ModelSpec.from_dict(meta["spec"]))
+    model = ReIDModel(ModelSpec.from_dict({**meta["spec"], **overrides}))
+    if overrides:
+        meta = {**meta, "spec": model.spec.to_dict()}
     try:
         state = load_file(str(weights_path))
     except FileNotFoundError:
