@@ -3,7 +3,7 @@
 torchreid models, a user's own module, TorchScript files and fast-reid checkpoints all become a
 ``WrappedModel``: images in [0,1] at any size -> resize + (x - mean) / std -> network -> features
 (B, D). A probe at load time checks that the network accepts such images and returns (B, D), so a
-model that does not fit fails with one line before any data is read.
+model that does not fit fails with one line before it is used.
 """
 
 from __future__ import annotations
