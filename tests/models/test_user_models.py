@@ -269,3 +269,9 @@ def test_cli_model_that_rejects_images_exits_2_with_one_line(usernet, tiny_root,
     assert err.count("\n") == 1 and "python:usernet:gray does not accept images of shape (2, 3, 64, 32)" in err
     assert main([*args, "--std", "0", "1", "1"]) == 2
     assert "--std: expected three positive numbers" in capsys.readouterr().err
+
+
+def test_torchreid_not_installed_is_one_line_with_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchreid", None)  # import torchreid now raises ImportError
+    with pytest.raises(InputError, match=r"needs torchreid, which is not importable .*: pip install 'metricattack\[torchreid\]'"):
+        load_model("torchreid:osnet_x1_0")
