@@ -20,8 +20,9 @@ from metricattack.errors import InputError
 from metricattack.evaluation.pipeline import Pipeline, pipelines_from_options
 from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.interrupt import interrupt_exit_code, sigterm_raises
-from metricattack.models import FORMAT_NAMES, build_model, load_model, model_names, save_checkpoint
+from metricattack.models import FORMAT_NAMES, build_model, model_names, save_checkpoint
 from metricattack.options import (
+    model_reference,
     Parser,
     finite_float,
     integer,
@@ -42,6 +43,8 @@ from metricattack.report.results import text_table, transfer_matrix, write_resul
 from metricattack.retrieval import evaluate_model, metrics_line
 from metricattack.runtime import choose_device, seed_everything
 from metricattack.plans import PLANS, get_plan
+from metricattack.evaluation.distance import DISTANCE_METRICS
+from metricattack.inputs import main_reference
 from metricattack.sweep import base_record, check_against_data, check_out_dir, run_sweep, settings_from_config
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 
@@ -67,16 +70,22 @@ def add_data(parser: argparse.ArgumentParser) -> None:
 
 def add_model(parser: argparse.ArgumentParser) -> None:
     """Which model to load."""
-    parser.add_argument("--model", help=f"architecture ({', '.join(model_names())}); default: the bundled model")
+    parser.add_argument("--model", help=f"architecture ({', '.join(model_names())}), torchreid:NAME, python:PACKAGE.MODULE:FACTORY, "
+                        "torchscript:FILE or fastreid:FILE; default: the bundled model")
     parser.add_argument("--weights", help="checkpoint: ours (.safetensors + .json) or torchreid / paper code (.pth)")
     parser.add_argument("--weights-format", default="auto", choices=FORMAT_NAMES, help="foreign checkpoint layout")
+    parser.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"), help="the model's input size (default: the model's own)")
+    parser.add_argument("--mean", type=finite_float, nargs=3, metavar=("R", "G", "B"), help="input normalisation mean, images in [0,1]")
+    parser.add_argument("--std", type=positive_float, nargs=3, metavar=("R", "G", "B"), help="input normalisation std")
+    parser.add_argument("--distance", choices=DISTANCE_METRICS, help="distance the model is evaluated with")
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="L2-normalise features before the distance")
 
 
 def add_pipeline(parser: argparse.ArgumentParser, several: bool) -> None:
     """What the deployed system does after the model; ``several``: also evaluate under other pipelines."""
     parser.add_argument("--flip", action="store_true",
                         help="average features of each image and its mirror (the attack differentiates through it)")
-    parser.add_argument("--query-expansion", type=int, default=0, metavar="N",
+    parser.add_argument("--query-expansion", type=nonneg_int, default=0, metavar="N",
                         help="average query expansion over the top N gallery images (default 0: none)")
     parser.add_argument("--rerank", action="store_true",
                         help="k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3) of the final distances")
@@ -88,7 +97,7 @@ def add_pipeline(parser: argparse.ArgumentParser, several: bool) -> None:
 
 def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
     """Attack options: one setting (``attack``) or a sweep (``run``)."""
-    parser.add_argument("--target-model", action="append", default=[], metavar="MODEL",
+    parser.add_argument("--target-model", action="append", default=[], type=model_reference, metavar="MODEL",
                         help="also evaluate the adversarial images on this model (default, a checkpoint, or ARCH:PATH); repeatable")
     parser.add_argument("--no-quantize", action="store_true", help="evaluate adversarial images without 8-bit rounding")
     parser.add_argument("--save-images", metavar="DIR", type=out_folder, help="write adversarial images as PNGs in the data set's layout")
@@ -104,7 +113,7 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
         parser.add_argument("--goal", default="untargeted", help=f"one of {', '.join(GOALS)}")
         parser.add_argument("--target-pid", type=integer, help="targeted: the identity to pull toward (default random)")
         parser.add_argument("--restarts", type=positive_int, help="pgd: random restarts, the best per image kept (default 1)")
-        parser.add_argument("--source-model", action="append", default=[], metavar="MODEL",
+        parser.add_argument("--source-model", action="append", default=[], type=model_reference, metavar="MODEL",
                             help="model that makes the images; several form an averaged-loss ensemble (default: --model/--weights)")
         parser.add_argument("--transfer-each", action="store_true",
                             help="with several --source-model: also attack with each alone (rows of a transfer matrix)")
@@ -134,11 +143,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     seed_everything(args.seed)
     data = load_data(args.dataset, args.data_root, not args.no_progress)
-    model, meta = load_model(args.model, args.weights, args.weights_format)
+    reference = main_reference(args)
+    model, meta = reference.load()
     pipeline = Pipeline(args.flip, args.query_expansion, args.rerank)
     metrics = evaluate_model(model.to(device), data, device, args.batch_size, args.flip, args.image_size,
                              args.workers, args.ap, not args.no_progress, args.query_expansion, args.rerank,
-                             name=model_name(args))
+                             name=reference.display_name)
     spec = model.spec
     print(data.summary())
     print(f"model {spec.arch} ({args.weights or ('bundled default' if args.model is None else 'random weights')}), "
@@ -192,13 +202,8 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
 
 def main_model(args: argparse.Namespace) -> NamedModel:
     """The model named by --model / --weights (the bundled one when neither is given)."""
-    model, _ = load_model(args.model, args.weights, args.weights_format)
-    return NamedModel(model_name(args), model)
-
-
-def model_name(args: argparse.Namespace) -> str:
-    """The name results and errors give the model of --model / --weights."""
-    return "default" if args.model is None and args.weights is None else Path(args.weights or args.model).stem
+    reference = main_reference(args)
+    return NamedModel(reference.display_name, reference.load()[0])
 
 
 def finish_run(record: dict, out_dir: Path) -> None:

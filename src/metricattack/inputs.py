@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from argparse import Namespace
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +12,9 @@ from metricattack.data import dataset_names, load_dataset
 from metricattack.data.base import ReIDData
 from metricattack.data.synthetic import SyntheticConfig, cached_synthetic
 from metricattack.errors import InputError
-from metricattack.models import load_model
+from metricattack.models import ModelOptions
+from metricattack.models.options import OPTION_KEYS
+from metricattack.models.references import ModelReference, parse_reference
 
 DEFAULT_DATA_NAME = "synthetic"
 
@@ -26,14 +30,21 @@ def load_data(dataset: str | None, root: str | Path | None, progress: bool = Tru
     return load_dataset(dataset, root)
 
 
-def model_from_reference(reference: str) -> NamedModel:
-    """A model from ``default``, a checkpoint path of ours, or ``ARCH:PATH`` for a foreign checkpoint."""
-    if reference == "default":
-        return NamedModel("default", load_model()[0])
-    arch, sep, path = reference.partition(":")
-    if sep and not Path(reference).exists():
-        return NamedModel(Path(path).stem, load_model(arch, path)[0])
-    return NamedModel(Path(reference).stem, load_model(None, reference)[0])
+def model_from_reference(reference: str | Mapping, where: str = "model reference") -> NamedModel:
+    """A model from a reference (``default``, a checkpoint, ``ARCH:PATH``, ``torchreid:NAME``, ``python:...``,
+    ``torchscript:FILE``, ``fastreid:FILE``, or a mapping with options; see ``models.references``)."""
+    parsed = parse_reference(reference, where)
+    return NamedModel(parsed.display_name, parsed.load()[0])
+
+
+def model_options(args: Namespace) -> ModelOptions:
+    """The main model's stated options (``--input-size``, ``--mean``, ``--std``, ``--distance``, ``--normalize``)."""
+    return ModelOptions.from_mapping({key: getattr(args, key, None) for key in OPTION_KEYS})
+
+
+def main_reference(args: Namespace) -> ModelReference:
+    """The model named by --model / --weights / --weights-format and the option flags."""
+    return ModelReference(args.model, args.weights, args.weights_format, model_options(args))
 
 
 def unique_names(models: list[NamedModel]) -> list[NamedModel]:

@@ -129,8 +129,17 @@ def yaml_only(text: str) -> str:
     raise argparse.ArgumentTypeError("can only be given in a --config file")
 
 
+def model_reference(text: str) -> str:
+    """A model reference as typed on the command line; in YAML it may also be a mapping (see models.references)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a model reference, got an empty string")
+    return text
+
+
 def check_value(check: Callable[[str], object] | None, value: object, label: str) -> object:
     """A YAML scalar through an option's checker; a one-line InputError naming ``label`` when it fails."""
+    if check is model_reference and isinstance(value, dict):
+        return value  # checked when parsed as a reference
     if isinstance(value, (list, dict)):
         raise InputError(f"{label}: expected a single value, got {value!r}")
     if check is None:

@@ -87,16 +87,16 @@ def test_torchreid_checkpoint_loads(tmp_path):
     assert torch.equal(features(source), features(loaded))
 
 
-def test_torchreid_fc512_checkpoint_maps_fc_to_embedding_and_neck(tmp_path):
-    source = trained_like(build_model("resnet18", embedding_dim=32, activation="relu", last_stride=2, normalize=False))
+def test_torchreid_fc512_checkpoint_is_refused_for_the_plain_architecture(tmp_path):
+    """resnet50_fc512 differs from resnet50 by fc layers *and* last stride 1: same keys would load silently wrong."""
+    source = trained_like(build_model("resnet18", embedding_dim=32, activation="relu", last_stride=1, normalize=False))
     state = {}
     for key, value in source.state_dict().items():
         key = key.removeprefix("backbone.").replace("embedding.", "fc.0.").replace("neck.", "fc.1.")
         state[key] = value
     torch.save({"state_dict": state}, tmp_path / "fc512.pth")
-    loaded = load_foreign(tmp_path / "fc512.pth", "resnet18")
-    assert loaded.spec.embedding_dim == 32 and loaded.spec.activation == "relu"
-    assert torch.equal(features(source), features(loaded))
+    with pytest.raises(InputError, match=r"fc512\.pth: has fc layers, which torchreid's resnet18 does not .*--model torchreid:NAME"):
+        load_foreign(tmp_path / "fc512.pth", "resnet18")
 
 
 def test_paper_ft_net_state_dict_loads(tmp_path):

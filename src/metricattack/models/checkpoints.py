@@ -89,8 +89,9 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
-def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Load ``state`` into ``model``; a mismatch is one line listing missing / unexpected / misshapen keys."""
+def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path, arch: str | None = None) -> None:
+    """Load ``state`` into ``model`` (named ``arch``, default its spec's); a mismatch is one line listing
+    missing / unexpected / misshapen keys."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -101,7 +102,7 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
             if keys:
                 shown = ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
                 parts.append(f"{len(keys)} {label} keys: {shown}")
-        raise InputError(f"{source}: checkpoint does not fit {model.spec.arch}: " + "; ".join(parts))
+        raise InputError(f"{source}: checkpoint does not fit {arch or model.spec.arch}: " + "; ".join(parts))
     broken = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
     if broken:
         shown = ", ".join(broken[:3]) + (f" (+{len(broken) - 3} more)" if len(broken) > 3 else "")
@@ -109,14 +110,16 @@ def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], so
     model.load_state_dict(state)
 
 
-def load_checkpoint(path: str | Path) -> tuple[ReIDModel, dict]:
-    """Load one of our checkpoints; returns the model in eval mode and its metadata."""
+def load_checkpoint(path: str | Path, **overrides) -> tuple[ReIDModel, dict]:
+    """Load one of our checkpoints (spec entries replaced by ``overrides``); returns the model in eval mode and its metadata."""
     weights_path, meta_path = checkpoint_paths(path)
     meta = read_metadata(path)
     try:
-        model = ReIDModel(ModelSpec.from_dict(meta["spec"]))
+        model = ReIDModel(ModelSpec.from_dict({**meta["spec"], **overrides}))
     except InputError as exc:
         raise InputError(f"{meta_path}: {exc}") from None
+    if overrides:
+        meta = {**meta, "spec": model.spec.to_dict()}
     state = load_safetensors(weights_path)
     load_state_strict(model, state, weights_path)
     return model.eval(), meta

@@ -1,4 +1,5 @@
-"""Adapters for checkpoints written by other re-ID code: torchreid and the paper's code.
+"""Adapters for checkpoints written by other re-ID code: torchreid and the paper's code, loaded into our
+registry's architectures (torchreid's own models: ``torchreid_zoo``; fast-reid's: ``fastreid``).
 
 Each format is a list of prefix rules (drop or rename) plus the architecture options its models
 were built with; classifiers are dropped because the attack only needs features.
@@ -65,16 +66,11 @@ FORMATS = (
         (("fc0.", None), ("feat_bn.", "neck."), *((p, "backbone." + p) for p in TRUNK_PREFIXES)),
         PAPER_OPTIONS,
     ),
-    # torchreid: trunk at the root, optional fc (Linear, BN1d, ReLU), classifier; no BNNeck.
+    # torchreid's resnet50 / resnext50_32x4d / densenet121 / resnet18: trunk at the root, classifier; no fc, no BNNeck.
     ForeignFormat(
         "torchreid",
         "",
-        (
-            ("classifier.", None),
-            ("fc.0.", "embedding."),
-            ("fc.1.", "neck."),
-            *((p, "backbone." + p) for p in TRUNK_PREFIXES),
-        ),
+        (("classifier.", None), *((p, "backbone." + p) for p in TRUNK_PREFIXES)),
         {"last_stride": 2, "bnneck": False, "metric": "euclidean", "normalize": False, "final_relu": True},
     ),
 )
@@ -87,10 +83,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
     state = load_safetensors(path) if path.suffix == ".safetensors" else load_torch_file(path)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    for wrapper in ("state_dict", "model"):  # torchreid's save_checkpoint; fast-reid's checkpointer
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+            break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"{path}: expected a state dict (names -> tensors), or a dict with a 'state_dict' entry")
+        raise InputError(f"{path}: expected a state dict (names -> tensors), or a dict with a 'state_dict' or 'model' entry")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -113,18 +111,33 @@ def rename_keys(state: dict[str, torch.Tensor], fmt: ForeignFormat) -> dict[str,
     return renamed
 
 
+def refuse_other_models(state: dict[str, torch.Tensor], layout: ForeignFormat, path: str | Path, arch: str) -> None:
+    """Refuse, with the reference that loads them exactly, checkpoints of models whose forward pass
+    differs from ``arch``'s in ways the key check cannot see (strides, activations, pooling).
+
+    torchreid's ``*_fc512`` models add fc layers *and* change the last stride (resnet50_fc512: 1, not 2),
+    so an fc layer means the checkpoint is not torchreid's plain ``arch``.
+    """
+    if any(key.startswith("heads.bottleneck.") for key in state):
+        raise InputError(f"{path}: a fast-reid checkpoint: load it with --model fastreid:{path}")
+    if layout.name == "torchreid" and any(key.startswith("fc.") for key in state):
+        raise InputError(
+            f"{path}: has fc layers, which torchreid's {arch} does not (its *_fc512 models also use last stride 1): "
+            "load it with --model torchreid:NAME, the torchreid model it was trained as (e.g. torchreid:resnet50_fc512)"
+        )
+
+
 def load_foreign(path: str | Path, arch: str, fmt: str = "auto", **options) -> ReIDModel:
     """Load a torchreid or paper-code checkpoint into ``arch``; returns the model in eval mode."""
     if fmt not in FORMAT_NAMES:
         raise InputError(f"unknown checkpoint format {fmt!r} (expected one of {', '.join(FORMAT_NAMES)})")
     state = read_state_dict(path)
     layout = detect_format(state) if fmt == "auto" else next(f for f in FORMATS if f.name == fmt)
+    refuse_other_models(state, layout, path, arch)
     state = rename_keys(state, layout)
     spec_options = dict(layout.options)
     if "embedding.weight" in state:
         spec_options["embedding_dim"] = state["embedding.weight"].shape[0]
-        if layout.name == "torchreid":
-            spec_options.update(bnneck="neck.weight" in state, activation="relu")
     spec_options.update(options)
     model = build_model(arch, **spec_options)
     load_state_strict(model, state, f"{path} (read as {layout.name} format)")
