@@ -26,6 +26,7 @@ import torch
 
 from metricattack.errors import InputError
 from metricattack.evaluation.distance import pairwise_distance
+from metricattack.evaluation.match_ranks import identity_pairs, match_ranks
 
 AP_MODES = ("standard", "trapezoid")
 _CHUNK_BYTES = 256 * 2**20
@@ -75,23 +76,11 @@ def valid_mask(query_pids, gallery_pids, query_camids, gallery_camids) -> torch.
     return _relevance(query_pids, gallery_pids, query_camids, gallery_camids)[0]
 
 
-def _ranked_relevance(distances, query_pids, gallery_pids, query_camids, gallery_camids):
-    """Per query (row), the gallery order by distance and, in that order, which items are valid / true matches."""
-    order = torch.sort(distances, dim=1, stable=True).indices  # (q,G); ties keep gallery order
-    valid, matches = _relevance(query_pids, gallery_pids, query_camids, gallery_camids)
-    return order, valid.gather(1, order), matches.gather(1, order)
-
-
-def _chunk_sums(distances, query_pids, gallery_pids, query_camids, gallery_camids, max_rank, average_precision):
-    """Sums over a chunk's evaluated queries: (AP, INP, CMC counts (max_rank,), evaluated, skipped)."""
-    _, valid, matches = _ranked_relevance(distances, query_pids, gallery_pids, query_camids, gallery_camids)
-    valid_rank = valid.cumsum(dim=1, dtype=torch.int32)  # (q,G) 1-based rank among valid items
-    del valid
-    rows, columns = matches.nonzero(as_tuple=True)  # every true match, row-major: ranks increase in a row
-    num_rows = distances.shape[0]
-    num_matches = matches.sum(dim=1)  # (q,) M per query
-    hit_rank = valid_rank[rows, columns].double()  # (H,) r_i
+def _query_sums(ranks, rows, num_rows, average_precision):
+    """Per query (row): (AP, INP, first-hit rank, M) from its matches' valid ranks; rows without a match get M = 0."""
+    num_matches = torch.bincount(rows, minlength=num_rows)  # (q,) M per query
     first = torch.cumsum(num_matches, 0) - num_matches  # (q,) where each row's hits start
+    hit_rank = ranks.double()  # (H,) r_i, increasing within a row
     hit_number = (torch.arange(len(rows), device=rows.device) - first[rows] + 1).double()  # (H,) i
     precision = hit_number / hit_rank
     if average_precision == "standard":
@@ -99,15 +88,14 @@ def _chunk_sums(distances, query_pids, gallery_pids, query_camids, gallery_camid
     else:
         before = torch.where(hit_rank > 1, (hit_number - 1) / (hit_rank - 1).clamp(min=1), 1.0)
         per_hit = (before + precision) / 2
-    ap_sum = (per_hit / num_matches[rows]).sum()  # sum over queries of (1/M) sum_i per_hit
+    ap = torch.zeros(num_rows, dtype=torch.float64, device=rows.device)
+    ap.index_add_(0, rows, per_hit / num_matches[rows])  # (1/M) sum_i per_hit
     evaluated = num_matches > 0
-    first_rank = hit_rank[first[evaluated]]  # (e,) r_1
-    last_rank = hit_rank[first[evaluated] + num_matches[evaluated] - 1]  # (e,) r_M
-    inp_sum = (num_matches[evaluated] / last_rank).sum()
-    # CMC counts: queries whose first hit is at rank <= k, for k = 1..max_rank.
-    cmc = torch.bincount(first_rank.long().clamp(max=max_rank + 1) - 1, minlength=max_rank + 1)[:max_rank].cumsum(0)
-    num_evaluated = int(evaluated.sum())
-    return ap_sum, inp_sum, cmc, num_evaluated, num_rows - num_evaluated
+    first_rank = torch.zeros(num_rows, dtype=torch.long, device=rows.device)
+    last_rank = torch.ones(num_rows, dtype=torch.float64, device=rows.device)
+    first_rank[evaluated] = ranks[first[evaluated]]  # r_1
+    last_rank[evaluated] = hit_rank[first[evaluated] + num_matches[evaluated] - 1]  # r_M
+    return ap, num_matches / last_rank, first_rank, num_matches
 
 
 def _labels(name: str, labels, expected: int, device: torch.device) -> torch.Tensor:
@@ -116,6 +104,13 @@ def _labels(name: str, labels, expected: int, device: torch.device) -> torch.Ten
     if labels.dim() != 1 or len(labels) != expected:
         raise InputError(f"{name} has shape {tuple(labels.shape)}, expected ({expected},)")
     return labels
+
+
+def _all_labels(labels: tuple, num_queries: int, num_gallery: int, device: torch.device) -> tuple:
+    """(query_pids, gallery_pids, query_camids, gallery_camids) checked against the matrix's shape, on ``device``."""
+    names = ("query_pids", "gallery_pids", "query_camids", "gallery_camids")
+    sizes = (num_queries, num_gallery, num_queries, num_gallery)
+    return tuple(_labels(name, values, size, device) for name, values, size in zip(names, labels, sizes))
 
 
 def _auto_chunk_size(chunk_size: int | None, num_gallery: int) -> int:
@@ -144,39 +139,31 @@ def _evaluate_chunks(
         raise InputError(f"max_rank must be at least 1, got {max_rank}")
     if num_queries == 0 or num_gallery == 0:
         raise InputError(f"cannot evaluate: {num_queries} queries and {num_gallery} gallery images (expected both > 0)")
-    query_pids, gallery_pids, query_camids, gallery_camids = (
-        _labels(name, values, size, device)
-        for name, values, size in zip(
-            ("query_pids", "gallery_pids", "query_camids", "gallery_camids"),
-            labels,
-            (num_queries, num_gallery, num_queries, num_gallery),
-        )
-    )
+    pairs = identity_pairs(*_all_labels(labels, num_queries, num_gallery, device))
     chunk_size = _auto_chunk_size(chunk_size, num_gallery)
-    ap_sum = inp_sum = 0.0
-    cmc_counts = torch.zeros(max_rank, dtype=torch.long, device=device)
-    evaluated = skipped = 0
+    # Per-query values, summed once at the end: the metrics do not depend on the chunking.
+    per_query = [], [], [], []  # AP, INP, first-hit rank, number of matches
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        sums = _chunk_sums(
-            distance_rows(start, stop),
-            query_pids[start:stop], gallery_pids, query_camids[start:stop], gallery_camids,
-            max_rank, average_precision,
-        )  # fmt: skip
-        ap_sum, inp_sum = ap_sum + float(sums[0]), inp_sum + float(sums[1])
-        cmc_counts += sums[2]
-        evaluated, skipped = evaluated + sums[3], skipped + sums[4]
-    if evaluated == 0:
+        rows, ranks = match_ranks(distance_rows(start, stop), pairs, start)
+        for values, chunk in zip(per_query, _query_sums(ranks, rows, stop - start, average_precision)):
+            values.append(chunk)
+    ap, inp, first_rank, num_matches = (torch.cat(values) for values in per_query)
+    evaluated = num_matches > 0
+    num_evaluated = int(evaluated.sum())
+    if num_evaluated == 0:
         raise InputError(
             f"cannot evaluate: none of the {num_queries} queries has a match in the gallery "
             "(same identity, other camera, not junk)"
         )
+    # CMC counts: queries whose first hit is at rank <= k, for k = 1..max_rank.
+    hits = torch.bincount(first_rank[evaluated].clamp(max=max_rank + 1) - 1, minlength=max_rank + 1)
     return RetrievalMetrics(
-        mAP=ap_sum / evaluated,
-        mINP=inp_sum / evaluated,
-        cmc=(cmc_counts.double() / evaluated).tolist(),
-        num_queries=evaluated,
-        num_skipped=skipped,
+        mAP=float(ap[evaluated].sum()) / num_evaluated,
+        mINP=float(inp[evaluated].sum()) / num_evaluated,
+        cmc=(hits[:max_rank].cumsum(0).double() / num_evaluated).tolist(),
+        num_queries=num_evaluated,
+        num_skipped=num_queries - num_evaluated,
     )
 
 
@@ -256,19 +243,30 @@ def top_k_valid(
     distmat = distmat.detach()
     num_queries, num_gallery = distmat.shape
     device = distmat.device
-    query_pids = _labels("query_pids", query_pids, num_queries, device)
-    gallery_pids = _labels("gallery_pids", gallery_pids, num_gallery, device)
-    query_camids = _labels("query_camids", query_camids, num_queries, device)
-    gallery_camids = _labels("gallery_camids", gallery_camids, num_gallery, device)
+    labels = _all_labels((query_pids, gallery_pids, query_camids, gallery_camids), num_queries, num_gallery, device)
+    query_pids, gallery_pids, query_camids, gallery_camids = labels
+    pairs = identity_pairs(*labels)
     top = torch.full((num_queries, k), -1, dtype=torch.long, device=device)
     kept = min(k, num_gallery)
     chunk_size = _auto_chunk_size(None, num_gallery)
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        order, valid, _ = _ranked_relevance(
-            distmat[start:stop], query_pids[start:stop], gallery_pids, query_camids[start:stop], gallery_camids
-        )
-        # A stable sort on "not valid" moves the valid items to the front, keeping their distance order.
-        front = (~valid).to(torch.uint8).argsort(dim=1, stable=True)[:, :kept]  # (q,kept)
-        top[start:stop, :kept] = torch.where(valid.gather(1, front), order.gather(1, front), -1)
+        rows, columns, is_match = pairs.between(start, stop)
+        masked = distmat[start:stop].clone()
+        masked.index_fill_(1, pairs.junk, torch.inf)
+        masked[rows[~is_match], columns[~is_match]] = torch.inf
+        # Every item up to the kept-th smallest masked distance, in (row, distance, gallery index) order.
+        threshold = torch.topk(masked, kept, dim=1, largest=False).values.amax(dim=1)  # (q,)
+        rows, columns = (masked <= threshold[:, None]).nonzero(as_tuple=True)  # by row, then gallery index
+        del masked
+        pid = gallery_pids[columns]
+        keep = (pid != -1) & ~((pid == query_pids[start + rows]) & (gallery_camids[columns] == query_camids[start + rows]))
+        rows, columns = rows[keep], columns[keep]
+        order = torch.sort(distmat[start + rows, columns], stable=True).indices
+        order = order[torch.sort(rows[order], stable=True).indices]
+        rows, columns = rows[order], columns[order]
+        counts = torch.bincount(rows, minlength=stop - start)
+        position = torch.arange(len(rows), device=device) - (torch.cumsum(counts, 0) - counts)[rows]
+        within = position < kept
+        top[start + rows[within], position[within]] = columns[within]
     return top
