@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from metricattack.errors import InputError
-from metricattack.evaluation.distance import pairwise_distance
+from metricattack.evaluation.distance import BlockedDistances
 from metricattack.evaluation.match_ranks import identity_pairs, match_ranks
 
 AP_MODES = ("standard", "trapezoid")
@@ -34,6 +34,7 @@ _CHUNK_BYTES = 256 * 2**20
 # distance matrix (sort values 4 + indices 8, bool masks, int32 ranks), 24 when evaluate_features
 # also computes the rows (ru_maxrss slope over chunk sizes, 82,161 gallery items).
 _BYTES_PER_PAIR = 32
+_ROW_BLOCK = 64  # queries per matrix product in evaluate_features: fixed, so rows don't depend on the chunking
 
 
 @dataclass
@@ -208,19 +209,20 @@ def evaluate_features(
     average_precision: str = "standard",
     chunk_size: int | None = None,
 ) -> RetrievalMetrics:
-    """``evaluate_ranking(pairwise_distance(...))`` computing distance rows per chunk: the (Q,G) matrix never exists."""
+    """``evaluate_ranking(pairwise_distance(...))`` computing distance rows per chunk: the (Q,G) matrix never exists.
+
+    The rows are computed in fixed blocks of ``_ROW_BLOCK`` queries (``BlockedDistances``), so the metrics are
+    the same whatever ``chunk_size`` is; they may differ from the full-matrix route's where two
+    distances are equal up to float32 rounding.
+    """
     if query_features.dim() != 2 or gallery_features.dim() != 2:
         raise InputError(
             f"features must be (N,D) matrices, got query {tuple(query_features.shape)} "
             f"and gallery {tuple(gallery_features.shape)}"
         )
-    query_features, gallery_features = query_features.detach(), gallery_features.detach()
-
-    def distance_rows(start: int, stop: int) -> torch.Tensor:
-        return pairwise_distance(query_features[start:stop], gallery_features, metric, normalize)
-
+    distances = BlockedDistances(query_features.detach(), gallery_features.detach(), metric, normalize, _ROW_BLOCK)
     return _evaluate_chunks(
-        distance_rows,
+        distances.rows,
         query_features.shape[0], gallery_features.shape[0], query_features.device,
         (query_pids, gallery_pids, query_camids, gallery_camids),
         max_rank, average_precision, chunk_size,
