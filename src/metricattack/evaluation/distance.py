@@ -39,19 +39,24 @@ def _check(query_features: torch.Tensor, gallery_features: torch.Tensor, metric:
         )
 
 
-def _distances(query_features, gallery_features, query_norms, gallery_norms, metric, normalize) -> torch.Tensor:
-    """pairwise_distance given the rows' L2 norms."""
+def _distances(query_features, gallery_features, query_norms, gallery_norms, metric, normalize, out=None):
+    """pairwise_distance given the rows' L2 norms; with ``out`` (Q,G), in place there (no autograd)."""
+    inplace = out is not None
     if normalize or metric == "cosine":
         query_scales, gallery_scales = query_norms.clamp(min=_NORM_FLOOR), gallery_norms.clamp(min=_NORM_FLOOR)
-        similarity = (query_features / query_scales[:, None]) @ gallery_features.T / gallery_scales  # (Q,G)
+        similarity = torch.matmul(query_features / query_scales[:, None], gallery_features.T, out=out)  # (Q,G)
+        similarity = similarity.div_(gallery_scales) if inplace else similarity / gallery_scales
         if metric == "cosine":
-            return 1 - similarity
+            return similarity.neg_().add_(1) if inplace else 1 - similarity  # the same rounding either way
         query_norms, gallery_norms = query_norms / query_scales, gallery_norms / gallery_scales  # 1, or 0 if zero
-        squared = torch.add(gallery_norms.square(), similarity, alpha=-2)  # (Q,G)
+        # -2 x is exact, so both forms round gallery_norms^2 - 2 x once
+        squared = similarity.mul_(-2).add_(gallery_norms.square()) if inplace else torch.add(gallery_norms.square(), similarity, alpha=-2)
     else:
-        squared = torch.addmm(gallery_norms.square()[None, :], query_features, gallery_features.T, alpha=-2)
+        squared = torch.addmm(gallery_norms.square()[None, :], query_features, gallery_features.T, alpha=-2, out=out)
     squared = squared.add_(query_norms.square()[:, None])  # ||q||^2 + ||g||^2 - 2 q.g
-    return squared.clamp(min=0) if metric == "sqeuclidean" else squared.clamp(min=_SQRT_FLOOR).sqrt()
+    if metric == "sqeuclidean":
+        return squared.clamp_(min=0) if inplace else squared.clamp(min=0)
+    return squared.clamp_(min=_SQRT_FLOOR).sqrt_() if inplace else squared.clamp(min=_SQRT_FLOOR).sqrt()
 
 
 class BlockedDistances:
@@ -69,23 +74,27 @@ class BlockedDistances:
             query_features, gallery_features, metric, normalize, block
         )
         self.gallery_norms = torch.linalg.vector_norm(gallery_features, dim=1)  # (G,), once
-        self._cached: tuple[int, torch.Tensor] | None = None
+        self._buffer = gallery_features.new_empty(block, len(gallery_features))  # one block, reused
+        self._cached: int | None = None  # the block in the buffer
 
     def _block(self, index: int) -> torch.Tensor:
         """Rows [index*block, (index+1)*block) (fewer at the end) of the distance matrix."""
-        if self._cached is None or self._cached[0] != index:
-            rows = self.query[index * self.block : (index + 1) * self.block]
+        rows = self.query[index * self.block : (index + 1) * self.block]
+        if self._cached != index:
             padded = rows.new_zeros(self.block, rows.shape[1])
             padded[: len(rows)] = rows
             norms = torch.linalg.vector_norm(padded, dim=1)
-            distances = _distances(padded, self.gallery, norms, self.gallery_norms, self.metric, self.normalize)
-            self._cached = index, distances[: len(rows)]
-        return self._cached[1]
+            _distances(padded, self.gallery, norms, self.gallery_norms, self.metric, self.normalize, self._buffer)
+            self._cached = index
+        return self._buffer[: len(rows)]
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
-        """Distance rows start..stop-1, (stop-start, G)."""
+        """Distance rows start..stop-1, (stop-start, G); within one block a view valid until the next call."""
         first, last = start // self.block, (stop - 1) // self.block
         if first == last:
             return self._block(first)[start - first * self.block : stop - first * self.block]
-        parts = [self._block(index) for index in range(first, last + 1)]
-        return torch.cat(parts)[start - first * self.block : stop - first * self.block]
+        out = self._buffer.new_empty(stop - start, self._buffer.shape[1])
+        for index in range(first, last + 1):
+            low, high = max(start, index * self.block), min(stop, (index + 1) * self.block)
+            out[low - start : high - start] = self._block(index)[low - index * self.block : high - index * self.block]
+        return out

@@ -48,14 +48,32 @@ def identity_pairs(query_pids, gallery_pids, query_camids, gallery_camids) -> Id
     left = torch.searchsorted(by_pid.values, query_pids, side="left")
     right = torch.searchsorted(by_pid.values, query_pids, side="right")
     right = torch.where(query_pids == -1, left, right)  # a junk query pid matches only junk, which is removed
-    counts = right - left
+    query, slot = expand_ranges(left, right - left)
     starts = torch.zeros(len(query_pids) + 1, dtype=torch.long, device=query_pids.device)
-    torch.cumsum(counts, 0, out=starts[1:])
-    query = torch.repeat_interleave(torch.arange(len(query_pids), device=query_pids.device), counts)
-    gallery = by_pid.indices[left[query] + torch.arange(len(query), device=query.device) - starts[query]]
+    torch.cumsum(right - left, 0, out=starts[1:])
+    gallery = by_pid.indices[slot]
     match = query_camids[query] != gallery_camids[gallery]
     junk = (gallery_pids == -1).nonzero().flatten()
     return IdentityPairs(query, gallery, match, starts, junk)
+
+
+def expand_ranges(first: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(owner, index): for every i, counts[i] entries (i, first[i] + 0..counts[i]-1), in order."""
+    owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+    starts = torch.cumsum(counts, 0) - counts
+    return owner, first[owner] + torch.arange(len(owner), device=counts.device) - starts[owner]
+
+
+def sort_within_rows(rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """The order by (row, value), ties keeping their current order (stable sorts, last key first)."""
+    order = torch.sort(values, stable=True).indices
+    return order[torch.sort(rows[order], stable=True).indices]
+
+
+def positions_in_rows(rows: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(counts (num_rows,), 0-based position of each entry in its row) for entries sorted by row."""
+    counts = torch.bincount(rows, minlength=num_rows)
+    return counts, torch.arange(len(rows), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
 
 
 def match_ranks(distances: torch.Tensor, pairs: IdentityPairs, start: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,27 +83,26 @@ def match_ranks(distances: torch.Tensor, pairs: IdentityPairs, start: int) -> tu
     """
     num_rows, num_gallery = distances.shape
     device = distances.device
-    rows, columns, is_match = pairs.between(start, start + num_rows)
-    lowest = distances.amin(dim=1)  # (q,)
-    if torch.isnan(lowest).any():
+    if distances.dtype.itemsize < 4:
+        distances = distances.float()  # exact, and room for the bucket numbers
+    if torch.isnan(distances.amin(dim=1)).any():
         raise InputError("distances contain NaN: a ranking needs comparable distances")
-    match_rows, match_columns = rows[is_match], columns[is_match]
+    rows, columns, is_match = pairs.between(start, start + num_rows)
+    match_rows, match_columns = rows[is_match], columns[is_match]  # by row, then gallery index
+    order = sort_within_rows(match_rows, distances[match_rows, match_columns])
+    match_rows, match_columns = match_rows[order], match_columns[order]
     match_distances = distances[match_rows, match_columns]
-    # Matches by (row, distance, gallery index): stable sorts from the last key to the first.
-    order = torch.sort(match_distances, stable=True).indices
-    order = order[torch.sort(match_rows[order], stable=True).indices]
-    match_rows, match_columns, match_distances = match_rows[order], match_columns[order], match_distances[order]
-    num_matches = torch.bincount(match_rows, minlength=num_rows)  # (q,)
-    first = torch.cumsum(num_matches, 0) - num_matches
-    position = torch.arange(len(match_rows), device=device) - first[match_rows]  # 0-based among the row's matches
+    _, position = positions_in_rows(match_rows, num_rows)
 
-    num_buckets = max(3, num_gallery // _ITEMS_PER_BUCKET)
-    scale = _bucket_scale(distances, lowest, match_rows, match_distances, num_matches, num_buckets)
-    lowest = lowest.clamp(min=-torch.finfo(distances.dtype).max)  # a row with -inf: slower, still exact
-    buckets = torch.sub(distances, lowest[:, None]).mul_(scale[:, None]).clamp_(0, num_buckets - 1)
+    # Row r's buckets are r*num_buckets + 0..num_buckets-1, so one bincount makes every row's histogram.
+    # Bucket numbers must stay exact in the distances' dtype (float32: below 2**24), with room to spare.
+    exact = min(int(0.5 / torch.finfo(distances.dtype).eps), 2**30)
+    num_buckets = max(4, min(num_gallery // _ITEMS_PER_BUCKET, exact // num_rows))
+    origin, scale = _bucket_map(match_rows, match_distances, num_rows, num_buckets, distances.dtype)
+    low = torch.arange(num_rows, device=device, dtype=distances.dtype)[:, None] * num_buckets
+    buckets = torch.sub(distances, origin[:, None]).mul_(scale[:, None]).clamp_(low, low + (num_buckets - 1))
     flat_buckets = buckets.to(torch.int32)  # trunc == floor, as the values are >= 0
     del buckets
-    flat_buckets += (torch.arange(num_rows, device=device, dtype=torch.int32) * num_buckets)[:, None]
     removed = num_rows * num_buckets  # one extra bin for junk, same-identity items and the matches themselves
     match_buckets = flat_buckets[match_rows, match_columns].long()
     flat_buckets.index_fill_(1, pairs.junk, removed)
@@ -94,44 +111,40 @@ def match_ranks(distances: torch.Tensor, pairs: IdentityPairs, start: int) -> tu
     histogram = torch.bincount(flat_buckets, minlength=removed + 1)[:removed].view(num_rows, num_buckets)
     before = (histogram.cumsum(1) - histogram).view(-1)[match_buckets]  # valid items in lower buckets
 
-    # Items sharing a bucket with a match: compare (distance, gallery index) exactly.
+    # Items sharing a bucket with a match: compare (distance, gallery index) exactly with its matches.
     shares = torch.zeros(removed + 1, dtype=torch.bool, device=device)
     shares[match_buckets] = True
     candidates = shares.index_select(0, flat_buckets).nonzero().flatten()
     if len(candidates):
-        candidate_rows, candidate_columns = candidates // num_gallery, candidates % num_gallery
         candidate_buckets = flat_buckets[candidates].long()
-        candidate_distances = distances[candidate_rows, candidate_columns]
-        # Each candidate against the matches of its row in its bucket, through the bucket's sorted matches.
-        bucket_order = torch.sort(match_buckets, stable=True)  # matches are sorted within a bucket already
-        lo = torch.searchsorted(bucket_order.values, candidate_buckets, side="left")
-        hi = torch.searchsorted(bucket_order.values, candidate_buckets, side="right")
-        span_counts = hi - lo
-        owner = torch.repeat_interleave(torch.arange(len(candidates), device=device), span_counts)
-        offsets = torch.cumsum(span_counts, 0) - span_counts
-        target = bucket_order.indices[lo[owner] + torch.arange(len(owner), device=device) - offsets[owner]]
-        target_distances = match_distances[target]
-        earlier = (candidate_distances[owner] < target_distances) | (
-            (candidate_distances[owner] == target_distances) & (candidate_columns[owner] < match_columns[target])
+        candidate_rows, candidate_columns = candidates // num_gallery, candidates % num_gallery
+        by_bucket = torch.sort(match_buckets, stable=True)
+        lo = torch.searchsorted(by_bucket.values, candidate_buckets, side="left")
+        hi = torch.searchsorted(by_bucket.values, candidate_buckets, side="right")
+        owner, slot = expand_ranges(lo, hi - lo)
+        target = by_bucket.indices[slot]
+        candidate_distances = distances[candidate_rows[owner], candidate_columns[owner]]
+        earlier = (candidate_distances < match_distances[target]) | (
+            (candidate_distances == match_distances[target]) & (candidate_columns[owner] < match_columns[target])
         )
         before.index_add_(0, target[earlier], torch.ones_like(target[earlier]))
     return match_rows, before + position + 1
 
 
-def _bucket_scale(distances, lowest, match_rows, match_distances, num_matches, num_buckets) -> torch.Tensor:
-    """(q,) scale putting a row's lowest distance in bucket 0 and its farthest finite match in bucket num_buckets-2.
+def _bucket_map(match_rows, match_distances, num_rows, num_buckets, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(origin, scale), both (q,): item d of row r goes to bucket trunc((d - origin[r]) * scale[r]), clamped to the row's.
 
-    Items beyond go to the last bucket, which holds no match unless one is at +inf. A row whose
-    matches all sit at its lowest distance is spread up to its largest finite distance instead.
+    Buckets of width w = (farthest - nearest finite match) / (num_buckets - 3) put the nearest match in
+    the row's bucket 1 and the farthest in bucket num_buckets - 2; nearer items go to bucket 0 and
+    farther ones to the last bucket. ``origin`` = nearest - w - r * num_buckets * w folds the row's
+    bucket offset in. Rows whose finite matches are all equal get a narrow width around them.
     """
     finite = torch.isfinite(match_distances)
-    highest = torch.full_like(lowest, -torch.inf).scatter_reduce(0, match_rows[finite], match_distances[finite], "amax")
-    span = highest.double() - lowest.double()
-    flat = ~(span > 0) & (num_matches > 0)  # also catches NaN and -inf spans
-    if flat.any():
-        rows = distances[flat]
-        largest = torch.where(torch.isfinite(rows), rows, lowest[flat, None]).amax(dim=1)
-        span[flat] = largest.double() - lowest[flat].double()
-    span = torch.where(torch.isfinite(span) & (span > 0), span, 0.0)
-    scale = torch.where(span > 0, (num_buckets - 2) / span, 1.0)
-    return scale.clamp(max=torch.finfo(distances.dtype).max).to(distances.dtype)
+    rows, values = match_rows[finite], match_distances[finite].double()
+    nearest = torch.zeros(num_rows, dtype=torch.float64, device=rows.device).scatter_reduce(0, rows, values, "amin", include_self=False)
+    farthest = torch.zeros_like(nearest).scatter_reduce(0, rows, values, "amax", include_self=False)
+    narrow = nearest.abs() * 2.0**-16 + torch.finfo(dtype).tiny
+    width = torch.maximum((farthest - nearest) / (num_buckets - 3), narrow)
+    scale = (1 / width).clamp(max=torch.finfo(dtype).max)
+    origin = nearest - width - torch.arange(num_rows, device=rows.device) * num_buckets * width
+    return origin.to(dtype), scale.to(dtype)

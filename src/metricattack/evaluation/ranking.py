@@ -29,7 +29,7 @@ from metricattack.evaluation.distance import BlockedDistances
 from metricattack.evaluation.match_ranks import identity_pairs, match_ranks
 
 AP_MODES = ("standard", "trapezoid")
-_CHUNK_BYTES = 256 * 2**20
+_CHUNK_BYTES = 128 * 2**20  # (Q,G)-sized temporaries stay below glibc's 32 MB mmap threshold, so they are reused
 # Peak working bytes per (query, gallery) pair of a chunk, measured with float32 distances: 20 from a
 # distance matrix (sort values 4 + indices 8, bool masks, int32 ranks), 24 when evaluate_features
 # also computes the rows (ru_maxrss slope over chunk sizes, 82,161 gallery items).
@@ -115,7 +115,7 @@ def _all_labels(labels: tuple, num_queries: int, num_gallery: int, device: torch
 
 
 def _auto_chunk_size(chunk_size: int | None, num_gallery: int) -> int:
-    """The number of query rows per chunk: ``chunk_size``, or as many as fit in about 256 MB."""
+    """The number of query rows per chunk: ``chunk_size``, or as many as fit in about 128 MB."""
     if chunk_size is None:
         return max(1, _CHUNK_BYTES // (max(num_gallery, 1) * _BYTES_PER_PAIR))
     if chunk_size < 1:
@@ -183,7 +183,7 @@ def evaluate_ranking(
     ``average_precision``: "standard" (torchreid) AP = (1/M) sum_i i / r_i, or "trapezoid" (the
     paper's code) AP = (1/M) sum_i (P_before(i) + i / r_i) / 2 with P_before(i) = (i-1)/(r_i-1)
     (1 when r_i = 1); INP = M / r_M; r_i is the valid rank of the i-th of the M true matches.
-    ``chunk_size=None`` picks a chunk of about 256 MB of working memory.
+    ``chunk_size=None`` picks a chunk of about 128 MB of working memory.
     """
     if distmat.dim() != 2:
         raise InputError(f"distmat must be a (Q,G) matrix, got shape {tuple(distmat.shape)}")
@@ -225,7 +225,7 @@ def evaluate_features(
         distances.rows,
         query_features.shape[0], gallery_features.shape[0], query_features.device,
         (query_pids, gallery_pids, query_camids, gallery_camids),
-        max_rank, average_precision, chunk_size,
+        max_rank, average_precision, _ROW_BLOCK if chunk_size is None else chunk_size,
     )  # fmt: skip
 
 
