@@ -256,7 +256,7 @@ def test_copied_gallery_item_gives_the_same_metrics_for_every_chunk_size():
         labels = torch.tensor([1, 0]), torch.tensor([1, 0]), torch.tensor([0, 0]), torch.tensor([1, 1])
         results = {chunk: evaluate_features(query, gallery, *labels, chunk_size=chunk) for chunk in (None, 1, 2)}
         assert results[1] == results[None] == results[2]
-        rows = ranking.BlockedDistances(query, gallery).rows(0, 2)
+        rows = ranking.BlockedDistances(query, gallery, block=2).rows(0, 2)  # min(256, Q) queries a block
         mAP, *_ = reference(rows, *(labels_.tolist() for labels_ in labels), 50, "standard")
         assert results[None].mAP == mAP
 
@@ -277,12 +277,12 @@ def tied_features(seed: int):
 
 
 @pytest.mark.parametrize("seed", range(30))
-@pytest.mark.parametrize("block", [64, 3])
+@pytest.mark.parametrize("block", [256, 3])
 def test_evaluate_features_does_not_depend_on_the_chunk_size(seed, block, monkeypatch):
     monkeypatch.setattr(ranking, "_ROW_BLOCK", block)
     query, gallery, labels = tied_features(seed)
     lists = [label.tolist() for label in labels]
-    rows = ranking.BlockedDistances(query, gallery, "euclidean", False, block).rows(0, len(query))
+    rows = ranking.BlockedDistances(query, gallery, "euclidean", False, min(block, len(query))).rows(0, len(query))
     for average_precision in ("standard", "trapezoid"):
         expected = reference(rows, *lists, 5, average_precision)
         for chunk_size in (None, 1, 2, 3, 4, 7, 100):
@@ -336,5 +336,8 @@ def test_continuous_distances_with_copies_and_infinities_match_the_loop(seed):
 
 def test_nan_distances_are_errors():
     one = torch.tensor([1])
-    with pytest.raises(InputError, match="distances contain NaN"):
+    with pytest.raises(InputError, match="distmat contains NaN"):
         evaluate_ranking(torch.tensor([[0.5, torch.nan]]), one, torch.tensor([1, 2]), torch.tensor([0]), torch.tensor([1, 1]))
+    with pytest.raises(InputError, match="features contain NaN or infinite"):
+        evaluate_features(torch.tensor([[0.5, torch.inf]]), torch.ones(2, 2), one, torch.tensor([1, 2]),
+                          torch.tensor([0]), torch.tensor([1, 1]))  # fmt: skip

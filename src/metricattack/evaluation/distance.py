@@ -68,7 +68,7 @@ class BlockedDistances:
     """
 
     def __init__(self, query_features, gallery_features, metric: str = "euclidean", normalize: bool = False,
-                 block: int = 64) -> None:  # fmt: skip
+                 block: int = 256) -> None:  # fmt: skip
         _check(query_features, gallery_features, metric)
         self.query, self.gallery, self.metric, self.normalize, self.block = (
             query_features, gallery_features, metric, normalize, block

@@ -60,8 +60,8 @@ def identity_pairs(query_pids, gallery_pids, query_camids, gallery_camids) -> Id
 def expand_ranges(first: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(owner, index): for every i, counts[i] entries (i, first[i] + 0..counts[i]-1), in order."""
     owner = torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
-    starts = torch.cumsum(counts, 0) - counts
-    return owner, first[owner] + torch.arange(len(owner), device=counts.device) - starts[owner]
+    starts = torch.cumsum(counts, 0) - counts - first
+    return owner, torch.arange(len(owner), device=counts.device) - starts.index_select(0, owner)
 
 
 def sort_within_rows(rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -76,75 +76,93 @@ def positions_in_rows(rows: torch.Tensor, num_rows: int) -> tuple[torch.Tensor, 
     return counts, torch.arange(len(rows), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
 
 
-def match_ranks(distances: torch.Tensor, pairs: IdentityPairs, start: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, ranks): every true match of queries ``start..`` (the rows of ``distances`` (q,G)), by row then rank.
+class MatchRanker:
+    """The valid ranks of the true matches of chunks of queries; keeps its (q,G) work buffers between chunks."""
 
-    ``ranks`` are the 1-based valid ranks (int64); ``rows`` index the rows of ``distances``.
-    """
-    num_rows, num_gallery = distances.shape
-    device = distances.device
-    if distances.dtype.itemsize < 4:
-        distances = distances.float()  # exact, and room for the bucket numbers
-    if torch.isnan(distances.amin(dim=1)).any():
-        raise InputError("distances contain NaN: a ranking needs comparable distances")
-    rows, columns, is_match = pairs.between(start, start + num_rows)
-    match_rows, match_columns = rows[is_match], columns[is_match]  # by row, then gallery index
-    order = sort_within_rows(match_rows, distances[match_rows, match_columns])
-    match_rows, match_columns = match_rows[order], match_columns[order]
-    match_distances = distances[match_rows, match_columns]
-    _, position = positions_in_rows(match_rows, num_rows)
+    def __init__(self, pairs: IdentityPairs) -> None:
+        self.pairs = pairs
+        self._buffers: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
-    # Row r's buckets are r*num_buckets + 0..num_buckets-1, so one bincount makes every row's histogram.
-    # Bucket numbers must stay exact in the distances' dtype (float32: below 2**24), with room to spare.
-    exact = min(int(0.5 / torch.finfo(distances.dtype).eps), 2**30)
-    num_buckets = max(4, min(num_gallery // _ITEMS_PER_BUCKET, exact // num_rows))
-    origin, scale = _bucket_map(match_rows, match_distances, num_rows, num_buckets, distances.dtype)
-    low = torch.arange(num_rows, device=device, dtype=distances.dtype)[:, None] * num_buckets
-    buckets = torch.sub(distances, origin[:, None]).mul_(scale[:, None]).clamp_(low, low + (num_buckets - 1))
-    flat_buckets = buckets.to(torch.int32)  # trunc == floor, as the values are >= 0
-    del buckets
-    removed = num_rows * num_buckets  # one extra bin for junk, same-identity items and the matches themselves
-    match_buckets = flat_buckets[match_rows, match_columns].long()
-    flat_buckets.index_fill_(1, pairs.junk, removed)
-    flat_buckets[rows, columns] = removed
-    flat_buckets = flat_buckets.view(-1)
-    histogram = torch.bincount(flat_buckets, minlength=removed + 1)[:removed].view(num_rows, num_buckets)
-    before = (histogram.cumsum(1) - histogram).view(-1)[match_buckets]  # valid items in lower buckets
+    def _work(self, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(float, int32, bool) buffers of distances' size: reused, as fresh pages cost more than the arithmetic."""
+        size = distances.numel()
+        if self._buffers is None or self._buffers[0].numel() < size or self._buffers[0].dtype != distances.dtype:
+            self._buffers = (
+                distances.new_empty(size),
+                torch.empty(size, dtype=torch.int32, device=distances.device),
+                torch.empty(size, dtype=torch.bool, device=distances.device),
+            )
+        return tuple(buffer[:size] for buffer in self._buffers)
 
-    # Items sharing a bucket with a match: compare (distance, gallery index) exactly with its matches.
-    shares = torch.zeros(removed + 1, dtype=torch.bool, device=device)
-    shares[match_buckets] = True
-    candidates = shares.index_select(0, flat_buckets).nonzero().flatten()
-    if len(candidates):
-        candidate_buckets = flat_buckets[candidates].long()
-        candidate_rows, candidate_columns = candidates // num_gallery, candidates % num_gallery
-        by_bucket = torch.sort(match_buckets, stable=True)
-        lo = torch.searchsorted(by_bucket.values, candidate_buckets, side="left")
-        hi = torch.searchsorted(by_bucket.values, candidate_buckets, side="right")
-        owner, slot = expand_ranges(lo, hi - lo)
-        target = by_bucket.indices[slot]
-        candidate_distances = distances[candidate_rows[owner], candidate_columns[owner]]
-        earlier = (candidate_distances < match_distances[target]) | (
-            (candidate_distances == match_distances[target]) & (candidate_columns[owner] < match_columns[target])
-        )
-        before.index_add_(0, target[earlier], torch.ones_like(target[earlier]))
-    return match_rows, before + position + 1
+    def __call__(self, distances: torch.Tensor, start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, ranks): every true match of queries ``start..`` (the rows of ``distances`` (q,G), no NaN).
+
+        Sorted by row then rank; ``ranks`` are 1-based valid ranks (int64), ``rows`` index ``distances``.
+        """
+        if distances.dtype.itemsize < 4:
+            distances = distances.float()  # exact, and room for the bucket numbers
+        num_rows, num_gallery = distances.shape
+        device = distances.device
+        rows, columns, is_match = self.pairs.between(start, start + num_rows)
+        match_rows, match_columns = rows[is_match], columns[is_match]  # by row, then gallery index
+        order = sort_within_rows(match_rows, distances[match_rows, match_columns])
+        match_rows, match_columns = match_rows[order], match_columns[order]
+        match_distances = distances[match_rows, match_columns]
+        _, position = positions_in_rows(match_rows, num_rows)
+
+        # Row r's buckets are r*num_buckets + 0..num_buckets-1, so one histogram holds every row's.
+        num_buckets = max(4, min(num_gallery // _ITEMS_PER_BUCKET, 2**30 // num_rows))  # int32 bucket numbers
+        origin, scale = _bucket_map(match_rows, match_distances, num_rows, num_buckets, distances.dtype)
+        values, buckets, in_shared = self._work(distances)
+        torch.sub(distances, origin[:, None], out=values.view(num_rows, num_gallery))
+        values.view(num_rows, num_gallery).mul_(scale[:, None]).clamp_(0, num_buckets - 1)
+        buckets = buckets.copy_(values).view(num_rows, num_gallery)  # trunc == floor, as the values are >= 0
+        buckets += (torch.arange(num_rows, device=device, dtype=torch.int32) * num_buckets)[:, None]
+        removed = num_rows * num_buckets  # one extra bin for junk, same-identity items and the matches themselves
+        match_buckets = buckets[match_rows, match_columns].long()
+        buckets.index_fill_(1, self.pairs.junk, removed)
+        buckets[rows, columns] = removed
+        buckets = buckets.view(-1)
+        histogram = torch.zeros(removed + 1, dtype=torch.int32, device=device)
+        histogram.index_add_(0, buckets, torch.ones(1, dtype=torch.int32, device=device).expand(len(buckets)))
+        histogram = histogram[:removed].view(num_rows, num_buckets)
+        below = (histogram.cumsum(1, dtype=torch.int32) - histogram).view(-1)  # valid items in the row's lower buckets
+        before = below.index_select(0, match_buckets).long()
+
+        # Items sharing a bucket with a match: compare (distance, gallery index) exactly with its matches.
+        per_bucket = torch.bincount(match_buckets, minlength=removed + 1)  # matches per bucket
+        first_match = torch.cumsum(per_bucket, 0) - per_bucket  # index of a bucket's first match
+        torch.index_select(per_bucket > 0, 0, buckets, out=in_shared)
+        candidates = in_shared.nonzero().flatten()
+        if len(candidates):
+            candidate_buckets = buckets.index_select(0, candidates).long()
+            # Buckets grow with the distance in a row and with the row, so the matches are sorted by bucket.
+            owner, target = expand_ranges(
+                first_match.index_select(0, candidate_buckets), per_bucket.index_select(0, candidate_buckets)
+            )
+            item = candidates.index_select(0, owner)
+            item_distances, item_columns = distances.view(-1).index_select(0, item), item % num_gallery
+            target_distances = match_distances.index_select(0, target)
+            earlier = (item_distances < target_distances) | (
+                (item_distances == target_distances) & (item_columns < match_columns.index_select(0, target))
+            )
+            before.index_add_(0, target, earlier.long())
+        return match_rows, before + position + 1
 
 
 def _bucket_map(match_rows, match_distances, num_rows, num_buckets, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(origin, scale), both (q,): item d of row r goes to bucket trunc((d - origin[r]) * scale[r]), clamped to the row's.
+    """(origin, scale), both (q,): item d of row r goes to bucket trunc((d - origin[r]) * scale[r]), clamped.
 
-    Buckets of width w = (farthest - nearest finite match) / (num_buckets - 3) put the nearest match in
-    the row's bucket 1 and the farthest in bucket num_buckets - 2; nearer items go to bucket 0 and
-    farther ones to the last bucket. ``origin`` = nearest - w - r * num_buckets * w folds the row's
-    bucket offset in. Rows whose finite matches are all equal get a narrow width around them.
+    Buckets of width w = (farthest - nearest finite match) / (num_buckets - 3) from origin = nearest - w
+    put the nearest match in bucket 1 and the farthest in bucket num_buckets - 2; nearer items go to
+    bucket 0, farther ones to the last. Rows whose finite matches are all equal get a narrow width.
     """
     finite = torch.isfinite(match_distances)
     rows, values = match_rows[finite], match_distances[finite].double()
-    nearest = torch.zeros(num_rows, dtype=torch.float64, device=rows.device).scatter_reduce(0, rows, values, "amin", include_self=False)
+    nearest = torch.zeros(num_rows, dtype=torch.float64, device=rows.device)
+    nearest = nearest.scatter_reduce(0, rows, values, "amin", include_self=False)
     farthest = torch.zeros_like(nearest).scatter_reduce(0, rows, values, "amax", include_self=False)
     narrow = nearest.abs() * 2.0**-16 + torch.finfo(dtype).tiny
     width = torch.maximum((farthest - nearest) / (num_buckets - 3), narrow)
     scale = (1 / width).clamp(max=torch.finfo(dtype).max)
-    origin = nearest - width - torch.arange(num_rows, device=rows.device) * num_buckets * width
-    return origin.to(dtype), scale.to(dtype)
+    return (nearest - width).to(dtype), scale.to(dtype)

@@ -26,7 +26,7 @@ import torch
 
 from metricattack.errors import InputError
 from metricattack.evaluation.distance import BlockedDistances
-from metricattack.evaluation.match_ranks import identity_pairs, match_ranks
+from metricattack.evaluation.match_ranks import MatchRanker, identity_pairs
 
 AP_MODES = ("standard", "trapezoid")
 _CHUNK_BYTES = 128 * 2**20  # (Q,G)-sized temporaries stay below glibc's 32 MB mmap threshold, so they are reused
@@ -34,7 +34,7 @@ _CHUNK_BYTES = 128 * 2**20  # (Q,G)-sized temporaries stay below glibc's 32 MB m
 # distance matrix (sort values 4 + indices 8, bool masks, int32 ranks), 24 when evaluate_features
 # also computes the rows (ru_maxrss slope over chunk sizes, 82,161 gallery items).
 _BYTES_PER_PAIR = 32
-_ROW_BLOCK = 64  # queries per matrix product in evaluate_features: fixed, so rows don't depend on the chunking
+_ROW_BLOCK = 256  # queries per matrix product in evaluate_features (fewer if Q is smaller): fixed, not the chunk
 
 
 @dataclass
@@ -140,13 +140,13 @@ def _evaluate_chunks(
         raise InputError(f"max_rank must be at least 1, got {max_rank}")
     if num_queries == 0 or num_gallery == 0:
         raise InputError(f"cannot evaluate: {num_queries} queries and {num_gallery} gallery images (expected both > 0)")
-    pairs = identity_pairs(*_all_labels(labels, num_queries, num_gallery, device))
+    match_ranks = MatchRanker(identity_pairs(*_all_labels(labels, num_queries, num_gallery, device)))
     chunk_size = _auto_chunk_size(chunk_size, num_gallery)
     # Per-query values, summed once at the end: the metrics do not depend on the chunking.
     per_query = [], [], [], []  # AP, INP, first-hit rank, number of matches
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        rows, ranks = match_ranks(distance_rows(start, stop), pairs, start)
+        rows, ranks = match_ranks(distance_rows(start, stop), start)
         for values, chunk in zip(per_query, _query_sums(ranks, rows, stop - start, average_precision)):
             values.append(chunk)
     ap, inp, first_rank, num_matches = (torch.cat(values) for values in per_query)
@@ -188,8 +188,15 @@ def evaluate_ranking(
     if distmat.dim() != 2:
         raise InputError(f"distmat must be a (Q,G) matrix, got shape {tuple(distmat.shape)}")
     distmat = distmat.detach()
+
+    def distance_rows(start: int, stop: int) -> torch.Tensor:
+        rows = distmat[start:stop]
+        if torch.isnan(rows.amin(dim=1)).any():
+            raise InputError("distmat contains NaN: a ranking needs comparable distances")
+        return rows
+
     return _evaluate_chunks(
-        lambda start, stop: distmat[start:stop],
+        distance_rows,
         distmat.shape[0], distmat.shape[1], distmat.device,
         (query_pids, gallery_pids, query_camids, gallery_camids),
         max_rank, average_precision, chunk_size,
@@ -211,7 +218,7 @@ def evaluate_features(
 ) -> RetrievalMetrics:
     """``evaluate_ranking(pairwise_distance(...))`` computing distance rows per chunk: the (Q,G) matrix never exists.
 
-    The rows are computed in fixed blocks of ``_ROW_BLOCK`` queries (``BlockedDistances``), so the metrics are
+    The rows are computed in fixed blocks of min(256, Q) queries (``BlockedDistances``), so the metrics are
     the same whatever ``chunk_size`` is; they may differ from the full-matrix route's where two
     distances are equal up to float32 rounding.
     """
@@ -220,12 +227,16 @@ def evaluate_features(
             f"features must be (N,D) matrices, got query {tuple(query_features.shape)} "
             f"and gallery {tuple(gallery_features.shape)}"
         )
-    distances = BlockedDistances(query_features.detach(), gallery_features.detach(), metric, normalize, _ROW_BLOCK)
+    query_features, gallery_features = query_features.detach(), gallery_features.detach()
+    if not (torch.isfinite(query_features).all() and torch.isfinite(gallery_features).all()):
+        raise InputError("features contain NaN or infinite values: their distances cannot be ranked")
+    block = min(_ROW_BLOCK, max(len(query_features), 1))
+    distances = BlockedDistances(query_features, gallery_features, metric, normalize, block)
     return _evaluate_chunks(
         distances.rows,
         query_features.shape[0], gallery_features.shape[0], query_features.device,
         (query_pids, gallery_pids, query_camids, gallery_camids),
-        max_rank, average_precision, _ROW_BLOCK if chunk_size is None else chunk_size,
+        max_rank, average_precision, block if chunk_size is None else chunk_size,
     )  # fmt: skip
 
 
