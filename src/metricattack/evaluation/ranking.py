@@ -26,7 +26,7 @@ import torch
 
 from metricattack.errors import InputError
 from metricattack.evaluation.distance import BlockedDistances
-from metricattack.evaluation.match_ranks import MatchRanker, identity_pairs
+from metricattack.evaluation.match_ranks import MatchRanker, identity_pairs, positions_in_rows, sort_within_rows
 
 AP_MODES = ("standard", "trapezoid")
 _CHUNK_BYTES = 128 * 2**20  # (Q,G)-sized temporaries stay below glibc's 32 MB mmap threshold, so they are reused
@@ -79,10 +79,9 @@ def valid_mask(query_pids, gallery_pids, query_camids, gallery_camids) -> torch.
 
 def _query_sums(ranks, rows, num_rows, average_precision):
     """Per query (row): (AP, INP, first-hit rank, M) from its matches' valid ranks; rows without a match get M = 0."""
-    num_matches = torch.bincount(rows, minlength=num_rows)  # (q,) M per query
-    first = torch.cumsum(num_matches, 0) - num_matches  # (q,) where each row's hits start
+    num_matches, position = positions_in_rows(rows, num_rows)  # (q,) M per query; (H,) i - 1
     hit_rank = ranks.double()  # (H,) r_i, increasing within a row
-    hit_number = (torch.arange(len(rows), device=rows.device) - first[rows] + 1).double()  # (H,) i
+    hit_number = (position + 1).double()  # (H,) i
     precision = hit_number / hit_rank
     if average_precision == "standard":
         per_hit = precision
@@ -91,11 +90,11 @@ def _query_sums(ranks, rows, num_rows, average_precision):
         per_hit = (before + precision) / 2
     ap = torch.zeros(num_rows, dtype=torch.float64, device=rows.device)
     ap.index_add_(0, rows, per_hit / num_matches[rows])  # (1/M) sum_i per_hit
-    evaluated = num_matches > 0
     first_rank = torch.zeros(num_rows, dtype=torch.long, device=rows.device)
     last_rank = torch.ones(num_rows, dtype=torch.float64, device=rows.device)
-    first_rank[evaluated] = ranks[first[evaluated]]  # r_1
-    last_rank[evaluated] = hit_rank[first[evaluated] + num_matches[evaluated] - 1]  # r_M
+    is_first, is_last = position == 0, position == num_matches[rows] - 1
+    first_rank[rows[is_first]] = ranks[is_first]  # r_1
+    last_rank[rows[is_last]] = hit_rank[is_last]  # r_M
     return ap, num_matches / last_rank, first_rank, num_matches
 
 
@@ -275,11 +274,9 @@ def top_k_valid(
         pid = gallery_pids[columns]
         keep = (pid != -1) & ~((pid == query_pids[start + rows]) & (gallery_camids[columns] == query_camids[start + rows]))
         rows, columns = rows[keep], columns[keep]
-        order = torch.sort(distmat[start + rows, columns], stable=True).indices
-        order = order[torch.sort(rows[order], stable=True).indices]
+        order = sort_within_rows(rows, distmat[start + rows, columns])
         rows, columns = rows[order], columns[order]
-        counts = torch.bincount(rows, minlength=stop - start)
-        position = torch.arange(len(rows), device=device) - (torch.cumsum(counts, 0) - counts)[rows]
+        _, position = positions_in_rows(rows, stop - start)
         within = position < kept
         top[start + rows[within], position[within]] = columns[within]
     return top
