@@ -29,10 +29,10 @@ from metricattack.evaluation.distance import BlockedDistances
 from metricattack.evaluation.match_ranks import MatchRanker, identity_pairs, positions_in_rows, sort_within_rows
 
 AP_MODES = ("standard", "trapezoid")
-_CHUNK_BYTES = 128 * 2**20  # (Q,G)-sized temporaries stay below glibc's 32 MB mmap threshold, so they are reused
-# Peak working bytes per (query, gallery) pair of a chunk, measured with float32 distances: 20 from a
-# distance matrix (sort values 4 + indices 8, bool masks, int32 ranks), 24 when evaluate_features
-# also computes the rows (ru_maxrss slope over chunk sizes, 82,161 gallery items).
+_CHUNK_BYTES = 128 * 2**20
+# Working bytes per (query, gallery) pair of a chunk, an upper bound: MatchRanker's float and int32
+# buckets and a bool (9), its histograms (one bucket per 4 items: int32, int64 and their sums, ~6),
+# top_k_valid's masked copy and mask (5 for float32), with room for float64 distances.
 _BYTES_PER_PAIR = 32
 _ROW_BLOCK = 256  # queries per matrix product in evaluate_features (fewer if Q is smaller): fixed, not the chunk
 
