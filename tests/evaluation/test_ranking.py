@@ -264,15 +264,16 @@ def test_copied_gallery_item_gives_the_same_metrics_for_every_chunk_size():
 def tied_features(seed: int):
     """Small-integer features (so distances tie exactly), with copied gallery items and queries."""
     generator = torch.Generator().manual_seed(seed)
-    num_query, num_gallery = int(torch.randint(1, 12, (), generator=generator)), int(torch.randint(2, 30, (), generator=generator))
+    num_query = int(torch.randint(1, 12, (), generator=generator))
+    num_gallery = int(torch.randint(2, 30, (), generator=generator))
     query = torch.randint(-2, 3, (num_query, 4), generator=generator).float()
     gallery = torch.randint(-2, 3, (num_gallery, 4), generator=generator).float()
     gallery[num_gallery // 2 :] = gallery[: num_gallery - num_gallery // 2].clone()  # copied items
     query[num_query // 2 :] += 0.1 * torch.randn(num_query - num_query // 2, 4, generator=generator)  # and no ties
-    labels = (
-        torch.randint(0, 4, (num_query,), generator=generator), torch.randint(-1, 4, (num_gallery,), generator=generator),
-        torch.randint(0, 2, (num_query,), generator=generator), torch.randint(0, 2, (num_gallery,), generator=generator),
-    )  # fmt: skip
+    labels = tuple(
+        torch.randint(low, high, (size,), generator=generator)
+        for low, high, size in ((0, 4, num_query), (-1, 4, num_gallery), (0, 2, num_query), (0, 2, num_gallery))
+    )
     return query, gallery, labels
 
 
@@ -314,10 +315,10 @@ def test_continuous_distances_with_copies_and_infinities_match_the_loop(seed):
     if seed % 3 == 2:
         distmat[4] = distmat[4].round()  # few distinct values: big ties, flat spans
     distmat = distmat.to((torch.float32, torch.float64)[seed % 2])
-    labels = (
-        torch.randint(0, 5, (num_query,), generator=generator), torch.randint(-1, 5, (num_gallery,), generator=generator),
-        torch.randint(0, 3, (num_query,), generator=generator), torch.randint(0, 3, (num_gallery,), generator=generator),
-    )  # fmt: skip
+    labels = tuple(
+        torch.randint(low, high, (size,), generator=generator)
+        for low, high, size in ((0, 5, num_query), (-1, 5, num_gallery), (0, 3, num_query), (0, 3, num_gallery))
+    )
     labels[1][7] = labels[0][0]  # the infinite distance of query 0 is a match in another camera
     labels[3][7] = (labels[2][0] + 1) % 3
     lists = [label.tolist() for label in labels]
@@ -337,7 +338,8 @@ def test_continuous_distances_with_copies_and_infinities_match_the_loop(seed):
 def test_nan_distances_are_errors():
     one = torch.tensor([1])
     with pytest.raises(InputError, match="distmat contains NaN"):
-        evaluate_ranking(torch.tensor([[0.5, torch.nan]]), one, torch.tensor([1, 2]), torch.tensor([0]), torch.tensor([1, 1]))
+        evaluate_ranking(torch.tensor([[0.5, torch.nan]]), one, torch.tensor([1, 2]), torch.tensor([0]),
+                         torch.tensor([1, 1]))  # fmt: skip
     with pytest.raises(InputError, match="features contain NaN or infinite"):
         evaluate_features(torch.tensor([[0.5, torch.inf]]), torch.ones(2, 2), one, torch.tensor([1, 2]),
                           torch.tensor([0]), torch.tensor([1, 1]))  # fmt: skip

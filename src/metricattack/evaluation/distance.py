@@ -50,7 +50,10 @@ def _distances(query_features, gallery_features, query_norms, gallery_norms, met
             return similarity.neg_().add_(1) if inplace else 1 - similarity  # the same rounding either way
         query_norms, gallery_norms = query_norms / query_scales, gallery_norms / gallery_scales  # 1, or 0 if zero
         # -2 x is exact, so both forms round gallery_norms^2 - 2 x once
-        squared = similarity.mul_(-2).add_(gallery_norms.square()) if inplace else torch.add(gallery_norms.square(), similarity, alpha=-2)
+        if inplace:
+            squared = similarity.mul_(-2).add_(gallery_norms.square())
+        else:
+            squared = torch.add(gallery_norms.square(), similarity, alpha=-2)
     else:
         squared = torch.addmm(gallery_norms.square()[None, :], query_features, gallery_features.T, alpha=-2, out=out)
     squared = squared.add_(query_norms.square()[:, None])  # ||q||^2 + ||g||^2 - 2 q.g

@@ -5,10 +5,11 @@ camera) is 1 + the number of valid items before it, where item k comes before it
 d_k < d_j, or d_k == d_j and k < j (ties keep gallery order). A query has few true matches but a
 whole row of items, so instead of sorting the row:
 
-1. each item's distance goes to one of ``num_buckets`` buckets by ``trunc((d - row min) * scale)``.
-   Every step is one correctly rounded operation, so the bucket is a non-decreasing function of
-   the distance alone (equal distances share a bucket): an item in a lower bucket than a match
-   comes before it, one in a higher bucket after it;
+1. each item's distance goes to one of ``num_buckets`` buckets of the row, by
+   ``trunc(clamp((d - origin) * scale))`` with per-row constants spreading the row's matches over
+   them. Every step is one correctly rounded operation, so the bucket is a non-decreasing function
+   of the distance alone (equal distances share a bucket): an item in a lower bucket than a match
+   comes before it, one in a higher bucket after it, whatever rounding did to the bucket edges;
 2. a histogram of the valid non-matching items' buckets, summed up to each match's bucket, counts
    the items before it in lower buckets;
 3. the few items that share a bucket with a match are compared with it exactly (distance, then
@@ -20,8 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
-from metricattack.errors import InputError
 
 _ITEMS_PER_BUCKET = 4  # gallery items per bucket on average: fewer means fewer exact comparisons, a longer histogram
 
