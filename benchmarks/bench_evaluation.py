@@ -165,7 +165,8 @@ def main() -> None:
         [sys.executable, "-c", "import torch; print(torch.get_num_threads(), torch.__version__)"],
         check=True, capture_output=True, text=True,
     ).stdout.split()  # fmt: skip
-    command = "python benchmarks/bench_evaluation.py " + " ".join(sys.argv[1:])
+    threads_variable = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = threads_variable + "python benchmarks/bench_evaluation.py " + " ".join(sys.argv[1:])
     lines = [
         f"\n## Retrieval evaluation ({time.strftime('%Y-%m-%d %H:%M %Z')})\n",
         f"Command: `{command.strip()}`  ",
