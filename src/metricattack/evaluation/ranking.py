@@ -64,19 +64,23 @@ class RetrievalMetrics:
         }
 
 
-def _relevance(query_pid, gallery_pid, query_camid, gallery_camid) -> tuple[torch.Tensor, torch.Tensor]:
-    """(valid, true_match) of (query, gallery item) pairs, elementwise on broadcastable labels.
+def _valid(query_pid, gallery_pid, query_camid, gallery_camid) -> torch.Tensor:
+    """Elementwise on broadcastable labels: the pair counts (not junk, not same pid in the same camera).
 
     The protocol's rules; ``identity_pairs`` applies the same ones to the same-identity pairs only.
     """
-    same_pid = query_pid == gallery_pid
-    valid = ~(same_pid & (query_camid == gallery_camid)) & (gallery_pid != -1)
-    return valid, same_pid & valid
+    return ~((query_pid == gallery_pid) & (query_camid == gallery_camid)) & (gallery_pid != -1)
+
+
+def _relevance(query_pids, gallery_pids, query_camids, gallery_camids) -> tuple[torch.Tensor, torch.Tensor]:
+    """(valid, true_match), both (q,G) bool in gallery order."""
+    valid = _valid(query_pids[:, None], gallery_pids[None, :], query_camids[:, None], gallery_camids[None, :])
+    return valid, (query_pids[:, None] == gallery_pids[None, :]) & valid
 
 
 def valid_mask(query_pids, gallery_pids, query_camids, gallery_camids) -> torch.Tensor:
     """(Q,G) True where a gallery item counts for a query: not junk, and not same pid in the same camera."""
-    return _relevance(query_pids[:, None], gallery_pids[None, :], query_camids[:, None], gallery_camids[None, :])[0]
+    return _relevance(query_pids, gallery_pids, query_camids, gallery_camids)[0]
 
 
 def _query_sums(ranks, rows, num_rows, average_precision):
@@ -274,7 +278,7 @@ def top_k_valid(
         rows, columns = (masked <= threshold[:, None]).nonzero(as_tuple=True)  # by row, then gallery index
         del masked
         query = start + rows
-        keep, _ = _relevance(query_pids[query], gallery_pids[columns], query_camids[query], gallery_camids[columns])
+        keep = _valid(query_pids[query], gallery_pids[columns], query_camids[query], gallery_camids[columns])
         rows, columns = rows[keep], columns[keep]
         order = sort_within_rows(rows, distmat[start + rows, columns])
         rows, columns = rows[order], columns[order]
