@@ -7,6 +7,7 @@ import torch
 
 from metricattack.errors import InputError
 from metricattack.evaluation import DISTANCE_METRICS, pairwise_distance
+from metricattack.evaluation.distance import BlockedDistances
 
 
 def brute_force(query: list[list[float]], gallery: list[list[float]], metric: str, normalize: bool) -> torch.Tensor:
@@ -118,3 +119,18 @@ def test_cuda_matches_cpu(metric):
     got = pairwise_distance(query.cuda(), gallery.cuda(), metric)
     assert got.device.type == "cuda"
     torch.testing.assert_close(got.cpu(), pairwise_distance(query, gallery, metric), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("metric", DISTANCE_METRICS)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_blocked_rows_do_not_depend_on_the_rows_asked_for(metric, normalize):
+    query, gallery = features(7, 10).float(), features(8, 13).float()
+    query[4] = 0  # a zero feature, normalised or not
+    blocked = BlockedDistances(query, gallery, metric, normalize, block=4)
+    whole = blocked.rows(0, 10).clone()
+    torch.testing.assert_close(whole, pairwise_distance(query, gallery, metric, normalize), atol=1e-5, rtol=1e-5)
+    for start, stop in [(0, 1), (3, 9), (9, 10), (2, 6), (5, 8), (0, 10)]:
+        assert torch.equal(blocked.rows(start, stop), whole[start:stop])  # bit for bit, blocks of 4 rows
+    expected = brute_force(query.double().tolist(), gallery.double().tolist(), metric, normalize)
+    error = (whole.double() - expected).abs()
+    assert (error <= tolerance(query.double(), gallery.double(), metric, normalize, torch.float32)).all()

@@ -243,3 +243,103 @@ def test_bad_inputs_are_errors():
         top_k_valid(torch.zeros(1, 1), two, one, one, one, 1)
     with pytest.raises(InputError, match="unknown distance"):
         evaluate_features(torch.zeros(1, 2), torch.zeros(1, 2), one, one, one, two[1:], metric="manhattan")
+
+
+# --- the same metrics whatever the chunking ------------------------------------------------------
+def test_copied_gallery_item_gives_the_same_metrics_for_every_chunk_size():
+    # The issue's counterexample: gallery item 1 copies item 0 (pids 1 and 0), so both queries see
+    # a tie. A one-row chunk used to compute its distances with another matrix product than the
+    # whole matrix, broke the tie the other way and moved mAP from 1.0 to 0.75.
+    for seed in range(20):
+        generator = torch.Generator().manual_seed(seed)
+        query, gallery = torch.randn(2, 512, generator=generator), torch.randn(1, 512, generator=generator).repeat(2, 1)
+        labels = torch.tensor([1, 0]), torch.tensor([1, 0]), torch.tensor([0, 0]), torch.tensor([1, 1])
+        results = {chunk: evaluate_features(query, gallery, *labels, chunk_size=chunk) for chunk in (None, 1, 2)}
+        assert results[1] == results[None] == results[2]
+        rows = ranking.BlockedDistances(query, gallery, block=2).rows(0, 2)  # min(256, Q) queries a block
+        mAP, *_ = reference(rows, *(labels_.tolist() for labels_ in labels), 50, "standard")
+        assert results[None].mAP == mAP
+
+
+def tied_features(seed: int):
+    """Small-integer features (so distances tie exactly), with copied gallery items and queries."""
+    generator = torch.Generator().manual_seed(seed)
+    num_query = int(torch.randint(1, 12, (), generator=generator))
+    num_gallery = int(torch.randint(2, 30, (), generator=generator))
+    query = torch.randint(-2, 3, (num_query, 4), generator=generator).float()
+    gallery = torch.randint(-2, 3, (num_gallery, 4), generator=generator).float()
+    gallery[num_gallery // 2 :] = gallery[: num_gallery - num_gallery // 2].clone()  # copied items
+    query[num_query // 2 :] += 0.1 * torch.randn(num_query - num_query // 2, 4, generator=generator)  # and no ties
+    labels = tuple(
+        torch.randint(low, high, (size,), generator=generator)
+        for low, high, size in ((0, 4, num_query), (-1, 4, num_gallery), (0, 2, num_query), (0, 2, num_gallery))
+    )
+    return query, gallery, labels
+
+
+@pytest.mark.parametrize("seed", range(30))
+@pytest.mark.parametrize("block", [256, 3])
+def test_evaluate_features_does_not_depend_on_the_chunk_size(seed, block, monkeypatch):
+    monkeypatch.setattr(ranking, "_ROW_BLOCK", block)
+    query, gallery, labels = tied_features(seed)
+    lists = [label.tolist() for label in labels]
+    rows = ranking.BlockedDistances(query, gallery, "euclidean", False, min(block, len(query))).rows(0, len(query))
+    for average_precision in ("standard", "trapezoid"):
+        expected = reference(rows, *lists, 5, average_precision)
+        for chunk_size in (None, 1, 2, 3, 4, 7, 100):
+            if expected is None:
+                with pytest.raises(InputError, match="none of the"):
+                    evaluate_features(query, gallery, *labels, max_rank=5, average_precision=average_precision)
+                break
+            got = evaluate_features(query, gallery, *labels, max_rank=5, average_precision=average_precision,
+                                    chunk_size=chunk_size)  # fmt: skip
+            first = got if chunk_size is None else first
+            assert got == first  # exactly: the same rows, summed in the same order
+            mAP, mINP, cmc, evaluated, skipped = expected
+            assert (got.num_queries, got.num_skipped) == (evaluated, skipped)
+            assert got.mAP == pytest.approx(mAP, abs=1e-12) and got.mINP == pytest.approx(mINP, abs=1e-12)
+            assert got.cmc == pytest.approx(cmc, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_continuous_distances_with_copies_and_infinities_match_the_loop(seed):
+    # Wider rows than random_problem's: many buckets, few items sharing one with a match; some
+    # distances repeated exactly, some infinite.
+    generator = torch.Generator().manual_seed(seed)
+    num_query, num_gallery = 9, 300
+    distmat = torch.rand(num_query, num_gallery, generator=generator, dtype=torch.float64) * 10 ** (seed % 4)
+    distmat[:, 150:] = distmat[:, :150].clone()  # every distance twice
+    if seed % 3 == 1:
+        distmat[0, 7] = distmat[2, 200] = torch.inf
+        distmat[1, 3] = -torch.inf
+    if seed % 3 == 2:
+        distmat[4] = distmat[4].round()  # few distinct values: big ties, flat spans
+    distmat = distmat.to((torch.float32, torch.float64)[seed % 2])
+    labels = tuple(
+        torch.randint(low, high, (size,), generator=generator)
+        for low, high, size in ((0, 5, num_query), (-1, 5, num_gallery), (0, 3, num_query), (0, 3, num_gallery))
+    )
+    labels[1][7] = labels[0][0]  # the infinite distance of query 0 is a match in another camera
+    labels[3][7] = (labels[2][0] + 1) % 3
+    lists = [label.tolist() for label in labels]
+    for average_precision in ("standard", "trapezoid"):
+        mAP, mINP, cmc, evaluated, skipped = reference(distmat, *lists, 20, average_precision)
+        for chunk_size in (None, 4):
+            got = evaluate_ranking(distmat, *labels, max_rank=20, average_precision=average_precision,
+                                   chunk_size=chunk_size)  # fmt: skip
+            assert (got.num_queries, got.num_skipped) == (evaluated, skipped)
+            assert got.mAP == pytest.approx(mAP, abs=1e-12) and got.mINP == pytest.approx(mINP, abs=1e-12)
+            assert got.cmc == pytest.approx(cmc, abs=1e-12)
+    top = top_k_valid(distmat, *labels, 12)
+    for i, row in enumerate(distmat.tolist()):
+        assert top[i].tolist() == kept_gallery(row, lists[0][i], lists[2][i], lists[1], lists[3])[:12]
+
+
+def test_nan_distances_are_errors():
+    one = torch.tensor([1])
+    with pytest.raises(InputError, match="distmat contains NaN"):
+        evaluate_ranking(torch.tensor([[0.5, torch.nan]]), one, torch.tensor([1, 2]), torch.tensor([0]),
+                         torch.tensor([1, 1]))  # fmt: skip
+    with pytest.raises(InputError, match="features contain NaN or infinite"):
+        evaluate_features(torch.tensor([[0.5, torch.inf]]), torch.ones(2, 2), one, torch.tensor([1, 2]),
+                          torch.tensor([0]), torch.tensor([1, 1]))  # fmt: skip

@@ -25,14 +25,16 @@ from dataclasses import dataclass
 import torch
 
 from metricattack.errors import InputError
-from metricattack.evaluation.distance import pairwise_distance
+from metricattack.evaluation.distance import BlockedDistances
+from metricattack.evaluation.match_ranks import MatchRanker, identity_pairs, positions_in_rows, sort_within_rows
 
 AP_MODES = ("standard", "trapezoid")
-_CHUNK_BYTES = 256 * 2**20
-# Peak working bytes per (query, gallery) pair of a chunk, measured with float32 distances: 20 from a
-# distance matrix (sort values 4 + indices 8, bool masks, int32 ranks), 24 when evaluate_features
-# also computes the rows (ru_maxrss slope over chunk sizes, 82,161 gallery items).
+_CHUNK_BYTES = 128 * 2**20
+# Working bytes per (query, gallery) pair of a chunk, an upper bound: MatchRanker's float and int32
+# buckets and a bool (9), its histograms (one bucket per 4 items: int32, int64 and their sums, ~6),
+# top_k_valid's masked copy and mask (5 for float32), with room for float64 distances.
 _BYTES_PER_PAIR = 32
+_ROW_BLOCK = 256  # queries per matrix product in evaluate_features (fewer if Q is smaller): fixed, not the chunk
 
 
 @dataclass
@@ -62,12 +64,18 @@ class RetrievalMetrics:
         }
 
 
+def _valid(query_pid, gallery_pid, query_camid, gallery_camid) -> torch.Tensor:
+    """Elementwise on broadcastable labels: the pair counts (not junk, not same pid in the same camera).
+
+    The protocol's rules; ``identity_pairs`` applies the same ones to the same-identity pairs only.
+    """
+    return ~((query_pid == gallery_pid) & (query_camid == gallery_camid)) & (gallery_pid != -1)
+
+
 def _relevance(query_pids, gallery_pids, query_camids, gallery_camids) -> tuple[torch.Tensor, torch.Tensor]:
-    """(valid, true_match), both (q,G) bool in gallery order: the one place the protocol's rules live."""
-    same_pid = query_pids[:, None] == gallery_pids[None, :]  # (q,G)
-    same_camera = query_camids[:, None] == gallery_camids[None, :]  # (q,G)
-    valid = ~(same_pid & same_camera) & (gallery_pids != -1)[None, :]
-    return valid, same_pid & valid
+    """(valid, true_match), both (q,G) bool in gallery order."""
+    valid = _valid(query_pids[:, None], gallery_pids[None, :], query_camids[:, None], gallery_camids[None, :])
+    return valid, (query_pids[:, None] == gallery_pids[None, :]) & valid
 
 
 def valid_mask(query_pids, gallery_pids, query_camids, gallery_camids) -> torch.Tensor:
@@ -75,39 +83,25 @@ def valid_mask(query_pids, gallery_pids, query_camids, gallery_camids) -> torch.
     return _relevance(query_pids, gallery_pids, query_camids, gallery_camids)[0]
 
 
-def _ranked_relevance(distances, query_pids, gallery_pids, query_camids, gallery_camids):
-    """Per query (row), the gallery order by distance and, in that order, which items are valid / true matches."""
-    order = torch.sort(distances, dim=1, stable=True).indices  # (q,G); ties keep gallery order
-    valid, matches = _relevance(query_pids, gallery_pids, query_camids, gallery_camids)
-    return order, valid.gather(1, order), matches.gather(1, order)
-
-
-def _chunk_sums(distances, query_pids, gallery_pids, query_camids, gallery_camids, max_rank, average_precision):
-    """Sums over a chunk's evaluated queries: (AP, INP, CMC counts (max_rank,), evaluated, skipped)."""
-    _, valid, matches = _ranked_relevance(distances, query_pids, gallery_pids, query_camids, gallery_camids)
-    valid_rank = valid.cumsum(dim=1, dtype=torch.int32)  # (q,G) 1-based rank among valid items
-    del valid
-    rows, columns = matches.nonzero(as_tuple=True)  # every true match, row-major: ranks increase in a row
-    num_rows = distances.shape[0]
-    num_matches = matches.sum(dim=1)  # (q,) M per query
-    hit_rank = valid_rank[rows, columns].double()  # (H,) r_i
-    first = torch.cumsum(num_matches, 0) - num_matches  # (q,) where each row's hits start
-    hit_number = (torch.arange(len(rows), device=rows.device) - first[rows] + 1).double()  # (H,) i
+def _query_sums(ranks, rows, num_rows, average_precision):
+    """Per query (row): (AP, INP, first-hit rank, M) from its matches' valid ranks; rows without a match get M = 0."""
+    num_matches, position = positions_in_rows(rows, num_rows)  # (q,) M per query; (H,) i - 1
+    hit_rank = ranks.double()  # (H,) r_i, increasing within a row
+    hit_number = (position + 1).double()  # (H,) i
     precision = hit_number / hit_rank
     if average_precision == "standard":
         per_hit = precision
     else:
         before = torch.where(hit_rank > 1, (hit_number - 1) / (hit_rank - 1).clamp(min=1), 1.0)
         per_hit = (before + precision) / 2
-    ap_sum = (per_hit / num_matches[rows]).sum()  # sum over queries of (1/M) sum_i per_hit
-    evaluated = num_matches > 0
-    first_rank = hit_rank[first[evaluated]]  # (e,) r_1
-    last_rank = hit_rank[first[evaluated] + num_matches[evaluated] - 1]  # (e,) r_M
-    inp_sum = (num_matches[evaluated] / last_rank).sum()
-    # CMC counts: queries whose first hit is at rank <= k, for k = 1..max_rank.
-    cmc = torch.bincount(first_rank.long().clamp(max=max_rank + 1) - 1, minlength=max_rank + 1)[:max_rank].cumsum(0)
-    num_evaluated = int(evaluated.sum())
-    return ap_sum, inp_sum, cmc, num_evaluated, num_rows - num_evaluated
+    ap = torch.zeros(num_rows, dtype=torch.float64, device=rows.device)
+    ap.index_add_(0, rows, per_hit / num_matches[rows])  # (1/M) sum_i per_hit
+    first_rank = torch.zeros(num_rows, dtype=torch.long, device=rows.device)
+    last_rank = torch.ones(num_rows, dtype=torch.float64, device=rows.device)
+    is_first, is_last = position == 0, position == num_matches[rows] - 1
+    first_rank[rows[is_first]] = ranks[is_first]  # r_1
+    last_rank[rows[is_last]] = hit_rank[is_last]  # r_M
+    return ap, num_matches / last_rank, first_rank, num_matches
 
 
 def _labels(name: str, labels, expected: int, device: torch.device) -> torch.Tensor:
@@ -118,8 +112,15 @@ def _labels(name: str, labels, expected: int, device: torch.device) -> torch.Ten
     return labels
 
 
+def _all_labels(labels: tuple, num_queries: int, num_gallery: int, device: torch.device) -> tuple:
+    """(query_pids, gallery_pids, query_camids, gallery_camids) checked against the matrix's shape, on ``device``."""
+    names = ("query_pids", "gallery_pids", "query_camids", "gallery_camids")
+    sizes = (num_queries, num_gallery, num_queries, num_gallery)
+    return tuple(_labels(name, values, size, device) for name, values, size in zip(names, labels, sizes))
+
+
 def _auto_chunk_size(chunk_size: int | None, num_gallery: int) -> int:
-    """The number of query rows per chunk: ``chunk_size``, or as many as fit in about 256 MB."""
+    """The number of query rows per chunk: ``chunk_size``, or as many as fit in about 128 MB."""
     if chunk_size is None:
         return max(1, _CHUNK_BYTES // (max(num_gallery, 1) * _BYTES_PER_PAIR))
     if chunk_size < 1:
@@ -144,39 +145,31 @@ def _evaluate_chunks(
         raise InputError(f"max_rank must be at least 1, got {max_rank}")
     if num_queries == 0 or num_gallery == 0:
         raise InputError(f"cannot evaluate: {num_queries} queries and {num_gallery} gallery images (expected both > 0)")
-    query_pids, gallery_pids, query_camids, gallery_camids = (
-        _labels(name, values, size, device)
-        for name, values, size in zip(
-            ("query_pids", "gallery_pids", "query_camids", "gallery_camids"),
-            labels,
-            (num_queries, num_gallery, num_queries, num_gallery),
-        )
-    )
+    match_ranks = MatchRanker(identity_pairs(*_all_labels(labels, num_queries, num_gallery, device)))
     chunk_size = _auto_chunk_size(chunk_size, num_gallery)
-    ap_sum = inp_sum = 0.0
-    cmc_counts = torch.zeros(max_rank, dtype=torch.long, device=device)
-    evaluated = skipped = 0
+    # Per-query values, summed once at the end: the metrics do not depend on the chunking.
+    per_query = [], [], [], []  # AP, INP, first-hit rank, number of matches
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        sums = _chunk_sums(
-            distance_rows(start, stop),
-            query_pids[start:stop], gallery_pids, query_camids[start:stop], gallery_camids,
-            max_rank, average_precision,
-        )  # fmt: skip
-        ap_sum, inp_sum = ap_sum + float(sums[0]), inp_sum + float(sums[1])
-        cmc_counts += sums[2]
-        evaluated, skipped = evaluated + sums[3], skipped + sums[4]
-    if evaluated == 0:
+        rows, ranks = match_ranks(distance_rows(start, stop), start)
+        for values, chunk in zip(per_query, _query_sums(ranks, rows, stop - start, average_precision)):
+            values.append(chunk)
+    ap, inp, first_rank, num_matches = (torch.cat(values) for values in per_query)
+    evaluated = num_matches > 0
+    num_evaluated = int(evaluated.sum())
+    if num_evaluated == 0:
         raise InputError(
             f"cannot evaluate: none of the {num_queries} queries has a match in the gallery "
             "(same identity, other camera, not junk)"
         )
+    # CMC counts: queries whose first hit is at rank <= k, for k = 1..max_rank.
+    hits = torch.bincount(first_rank[evaluated].clamp(max=max_rank + 1) - 1, minlength=max_rank + 1)
     return RetrievalMetrics(
-        mAP=ap_sum / evaluated,
-        mINP=inp_sum / evaluated,
-        cmc=(cmc_counts.double() / evaluated).tolist(),
-        num_queries=evaluated,
-        num_skipped=skipped,
+        mAP=float(ap[evaluated].sum()) / num_evaluated,
+        mINP=float(inp[evaluated].sum()) / num_evaluated,
+        cmc=(hits[:max_rank].cumsum(0).double() / num_evaluated).tolist(),
+        num_queries=num_evaluated,
+        num_skipped=num_queries - num_evaluated,
     )
 
 
@@ -195,13 +188,20 @@ def evaluate_ranking(
     ``average_precision``: "standard" (torchreid) AP = (1/M) sum_i i / r_i, or "trapezoid" (the
     paper's code) AP = (1/M) sum_i (P_before(i) + i / r_i) / 2 with P_before(i) = (i-1)/(r_i-1)
     (1 when r_i = 1); INP = M / r_M; r_i is the valid rank of the i-th of the M true matches.
-    ``chunk_size=None`` picks a chunk of about 256 MB of working memory.
+    ``chunk_size=None`` picks a chunk of about 128 MB of working memory.
     """
     if distmat.dim() != 2:
         raise InputError(f"distmat must be a (Q,G) matrix, got shape {tuple(distmat.shape)}")
     distmat = distmat.detach()
+
+    def distance_rows(start: int, stop: int) -> torch.Tensor:
+        rows = distmat[start:stop]
+        if torch.isnan(rows.amin(dim=1)).any():
+            raise InputError("distmat contains NaN: a ranking needs comparable distances")
+        return rows
+
     return _evaluate_chunks(
-        lambda start, stop: distmat[start:stop],
+        distance_rows,
         distmat.shape[0], distmat.shape[1], distmat.device,
         (query_pids, gallery_pids, query_camids, gallery_camids),
         max_rank, average_precision, chunk_size,
@@ -221,23 +221,35 @@ def evaluate_features(
     average_precision: str = "standard",
     chunk_size: int | None = None,
 ) -> RetrievalMetrics:
-    """``evaluate_ranking(pairwise_distance(...))`` computing distance rows per chunk: the (Q,G) matrix never exists."""
+    """``evaluate_ranking(pairwise_distance(...))`` computing distance rows per chunk: the (Q,G) matrix never exists.
+
+    The rows are computed in fixed blocks of min(256, Q) queries (``BlockedDistances``), so the metrics are
+    the same whatever ``chunk_size`` is; they may differ from the full-matrix route's where two
+    distances are equal up to float32 rounding.
+    """
     if query_features.dim() != 2 or gallery_features.dim() != 2:
         raise InputError(
             f"features must be (N,D) matrices, got query {tuple(query_features.shape)} "
             f"and gallery {tuple(gallery_features.shape)}"
         )
     query_features, gallery_features = query_features.detach(), gallery_features.detach()
-
-    def distance_rows(start: int, stop: int) -> torch.Tensor:
-        return pairwise_distance(query_features[start:stop], gallery_features, metric, normalize)
-
+    if not (torch.isfinite(query_features).all() and torch.isfinite(gallery_features).all()):
+        raise InputError("features contain NaN or infinite values: their distances cannot be ranked")
+    block = min(_ROW_BLOCK, max(len(query_features), 1))
+    distances = BlockedDistances(query_features, gallery_features, metric, normalize, block)
     return _evaluate_chunks(
-        distance_rows,
+        distances.rows,
         query_features.shape[0], gallery_features.shape[0], query_features.device,
         (query_pids, gallery_pids, query_camids, gallery_camids),
-        max_rank, average_precision, chunk_size,
+        max_rank, average_precision, block if chunk_size is None else chunk_size,
     )  # fmt: skip
+
+
+def _ranked_relevance(distances, query_pids, gallery_pids, query_camids, gallery_camids):
+    """Per query (row), the gallery order by distance and, in that order, which items are valid / true matches."""
+    order = torch.sort(distances, dim=1, stable=True).indices  # (q,G); ties keep gallery order
+    valid, matches = _relevance(query_pids, gallery_pids, query_camids, gallery_camids)
+    return order, valid.gather(1, order), matches.gather(1, order)
 
 
 def ranked_chunks(distmat: torch.Tensor, query_pids, gallery_pids, query_camids, gallery_camids, chunk_size: int | None = None):
@@ -280,6 +292,31 @@ def top_k_valid(
     """(Q,k) indices of each query's k nearest valid gallery items (same-camera matches, junk removed), -1 padded."""
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
-    chunks = ranked_chunks(distmat, query_pids, gallery_pids, query_camids, gallery_camids)
-    tops = [top_valid(order, valid, k) for _, _, order, valid, _ in chunks]
-    return torch.cat(tops) if tops else torch.full((0, k), -1, dtype=torch.long, device=distmat.device)
+    distmat = distmat.detach()
+    num_queries, num_gallery = distmat.shape
+    device = distmat.device
+    labels = _all_labels((query_pids, gallery_pids, query_camids, gallery_camids), num_queries, num_gallery, device)
+    query_pids, gallery_pids, query_camids, gallery_camids = labels
+    pairs = identity_pairs(*labels)
+    top = torch.full((num_queries, k), -1, dtype=torch.long, device=device)
+    kept = min(k, num_gallery)
+    chunk_size = _auto_chunk_size(None, num_gallery)
+    for start in range(0, num_queries, chunk_size):
+        stop = min(start + chunk_size, num_queries)
+        rows, columns, is_match = pairs.between(start, stop)
+        masked = distmat[start:stop].clone()
+        masked.index_fill_(1, pairs.junk, torch.inf)
+        masked[rows[~is_match], columns[~is_match]] = torch.inf
+        # Every item up to the kept-th smallest masked distance, in (row, distance, gallery index) order.
+        threshold = torch.topk(masked, kept, dim=1, largest=False).values.amax(dim=1)  # (q,)
+        rows, columns = (masked <= threshold[:, None]).nonzero(as_tuple=True)  # by row, then gallery index
+        del masked
+        query = start + rows
+        keep = _valid(query_pids[query], gallery_pids[columns], query_camids[query], gallery_camids[columns])
+        rows, columns = rows[keep], columns[keep]
+        order = sort_within_rows(rows, distmat[start + rows, columns])
+        rows, columns = rows[order], columns[order]
+        _, position = positions_in_rows(rows, stop - start)
+        within = position < kept
+        top[start + rows[within], position[within]] = columns[within]
+    return top
