@@ -14,8 +14,10 @@ RESULT_COLUMNS = (
     "attack", "norm", "eps", "steps", "step_size", "side", "goal", "target_pid", "source", "target",
     "mAP", "rank1", "rank5", "rank10", "mINP", "target_success_rank1", "target_success_rank5",
     "num_attacked", "seconds",
+    "attack_distance", "schedule", "gradient_passes", "target_success_rank10", "target_rank_before", "target_rank_after",
 )  # fmt: skip
-PERCENT_COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP", "target_success_rank1", "target_success_rank5")
+PERCENT_COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP", "target_success_rank1", "target_success_rank5",
+                   "target_success_rank10")  # fmt: skip
 
 
 def read_results(run_dir: str | Path) -> dict:
