@@ -131,6 +131,7 @@ class AttackOutcome:
     seconds: float
     num_steps: int = 1
     gradient_passes: int = 0  # images passed forward and backward through a source model
+    forward_passes: int = 0  # images passed forward only (early-stopping checks, best-iterate scoring)
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # attacked (query, gallery) per target
 
     @property
@@ -297,6 +298,7 @@ class Campaign:
             seconds=time.perf_counter() - started,
             num_steps=getattr(rule, "steps", 1),
             gradient_passes=attack.gradient_passes,
+            forward_passes=attack.forward_passes,
         )
 
     def _attack_side(

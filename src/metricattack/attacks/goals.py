@@ -14,10 +14,12 @@ GOAL_RANK = 100  # non-targeted goal: every true match pushed behind this many i
 
 
 def kth_smallest(distances: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
-    """Per row of ``distances`` (R,N), the k-th smallest entry where ``mask`` is True (inf if fewer than k)."""
+    """Per row of ``distances`` (R,N), the k-th smallest entry where ``mask`` is True (the largest if fewer
+    than k; inf if none): behind fewer than k items means behind all of them."""
     masked = distances.masked_fill(~mask, float("inf"))
-    k = min(k, masked.shape[1])
-    return masked.topk(k, dim=1, largest=False).values[:, k - 1]
+    smallest = masked.topk(min(k, masked.shape[1]), dim=1, largest=False).values  # (R,k)
+    position = (mask.sum(dim=1).clamp(min=1, max=smallest.shape[1]) - 1)[:, None]
+    return smallest.gather(1, position).squeeze(1)
 
 
 def behind_thresholds(distances: torch.Tensor, own_valid: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
@@ -27,9 +29,9 @@ def behind_thresholds(distances: torch.Tensor, own_valid: torch.Tensor, threshol
 
 
 def behind_impostors(distances: torch.Tensor, own_valid: torch.Tensor, impostors: torch.Tensor, k: int) -> torch.Tensor:
-    """Query side: at least k impostors are nearer to the image than its nearest valid own reference."""
+    """Query side: at least k impostors (all, if fewer) are nearer to the image than its nearest valid own reference."""
     nearest_own = distances.masked_fill(~own_valid, float("inf")).min(dim=1).values  # (B,)
-    return ((distances < nearest_own[:, None]) & impostors).sum(dim=1) >= k
+    return ((distances < nearest_own[:, None]) & impostors).sum(dim=1) >= impostors.sum(dim=1).clamp(max=k)
 
 
 def target_first(distances: torch.Tensor, target_mask: torch.Tensor, competitors: torch.Tensor) -> torch.Tensor:
