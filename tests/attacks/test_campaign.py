@@ -275,3 +275,13 @@ def test_first_hit_ranks_by_hand():
     hits = torch.tensor([[True, False, True, False], [False, False, False, False]])
     # Row 0: valid order 1 (0.1), 0 (0.3), 3 (0.4); item 2 is a hit but not valid; item 0 is rank 2. Row 1: none.
     assert first_hit_ranks(distances, valid, hits).tolist() == [2.0, 5.0]
+
+
+@pytest.mark.parametrize("side,goal", list(itertools.product(("gallery", "query"), ("untargeted", "targeted"))))
+def test_fast_schedule_stays_in_the_ball_and_never_costs_more_than_its_steps(exact_campaign, side, goal):
+    outcome = exact_campaign.attack(AttackSetting("mifgsm", 6.0, side, goal, schedule="fast"))
+    indices = getattr(outcome, f"{side}_indices")
+    delta = getattr(outcome, f"{side}_images") - originals(exact_campaign, side, indices)
+    assert 0 < delta.abs().max() <= 6 / 255 + 1e-6
+    assert len(indices) <= outcome.gradient_passes <= 5 * len(indices)
+    assert outcome.forward_passes <= 4 * len(indices)  # one goal check per remaining image after steps 1-4
