@@ -61,6 +61,16 @@ def test_attack_writes_results_and_a_transfer_matrix(data_root, weights, tmp_pat
     assert "source \\ target" in printed and (out / "results.csv").is_file()
 
 
+def test_attack_records_its_objective_schedule_and_gradient_passes(data_root, weights, tmp_path):
+    out = tmp_path / "fast"
+    args = ["attack", *data_args(data_root), "--weights", str(weights), "--eps", "4", "--schedule", "fast",
+            "--attack-distance", "cosine", "--out", str(out), "--examples", "0"]  # fmt: skip
+    assert main(args) == 0
+    (row,) = json.loads((out / "results.json").read_text())["results"]
+    assert (row["schedule"], row["attack_distance"], row["steps"]) == ("fast", "cosine", 5)
+    assert row["num_attacked"] <= row["gradient_passes"] <= 5 * row["num_attacked"]
+
+
 def test_run_with_a_config_file_resumes_and_builds_the_report(data_root, weights, tmp_path, capsys):
     config = tmp_path / "run.yaml"
     config.write_text(
@@ -115,6 +125,9 @@ def test_report_command_rebuilds_the_page(data_root, weights, tmp_path):
         (["attack", "--side", "train"], "unknown side 'train'"),
         (["attack", "--goal", "dodge"], "unknown goal 'dodge'"),
         (["attack", "--norm", "l1"], "unknown norm 'l1'"),
+        (["attack", "--schedule", "slow"], "--schedule: unknown schedule 'slow'"),
+        (["attack", "--attack", "pgd", "--schedule", "fast"], "--attack pgd does not take --schedule"),
+        (["attack", "--attack-distance", "manhattan"], "--attack-distance: unknown distance 'manhattan'"),
         (["attack", "--goal", "targeted", "--target-pid", "4242"], "--target-pid 4242: no such identity"),
         (["evaluate", "--dataset", "market1501"], "needs --data-root"),
         (["evaluate", "--data-root", "/nonexistent"], "needs --dataset"),

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from metricattack import __version__
 from metricattack.attacks.campaign import GOALS, SIDES, AttackSetting, Campaign, NamedModel, save_adversarial_images
-from metricattack.attacks.steps import ATTACKS
+from metricattack.attacks.steps import ATTACKS, SCHEDULES
+from metricattack.evaluation.distance import DISTANCE_METRICS
 from metricattack.atomic import atomic_write_text
 from metricattack.config import apply_config
 from metricattack.data.synthetic import SyntheticConfig, contact_sheet, generate
@@ -43,7 +44,6 @@ from metricattack.report.results import text_table, transfer_matrix, write_resul
 from metricattack.retrieval import evaluate_model, metrics_line
 from metricattack.runtime import choose_device, seed_everything
 from metricattack.plans import PLANS, get_plan
-from metricattack.evaluation.distance import DISTANCE_METRICS
 from metricattack.inputs import main_reference
 from metricattack.sweep import base_record, check_against_data, check_out_dir, run_sweep, settings_from_config
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
@@ -113,6 +113,10 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
         parser.add_argument("--goal", default="untargeted", help=f"one of {', '.join(GOALS)}")
         parser.add_argument("--target-pid", type=integer, help="targeted: the identity to pull toward (default random)")
         parser.add_argument("--restarts", type=positive_int, help="pgd: random restarts, the best per image kept (default 1)")
+        parser.add_argument("--attack-distance", default="sqeuclidean",
+                            help=f"distance the attack objective uses: {', '.join(DISTANCE_METRICS)} (default sqeuclidean, the paper's)")
+        parser.add_argument("--schedule", default="paper",
+                            help=f"ifgsm/mifgsm: {' or '.join(SCHEDULES)} (paper: the paper's loop; fast: decaying steps, early stopping)")
         parser.add_argument("--source-model", action="append", default=[], type=model_reference, metavar="MODEL",
                             help="model that makes the images; several form an averaged-loss ensemble (default: --model/--weights)")
         parser.add_argument("--transfer-each", action="store_true",
@@ -232,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_attack(args: argparse.Namespace) -> int:
     """metricattack attack: one setting, from source model(s) to target model(s)."""
     setting = AttackSetting(args.attack, args.eps, args.side, args.goal, args.norm, args.steps, args.step_size, args.target_pid,
-                            args.restarts)
+                            args.restarts, args.attack_distance, args.schedule)
     setting.validate()
     sources = unique_names([model_from_reference(r) for r in args.source_model]) or [main_model(args)]
     targets = unique_names(sources + [model_from_reference(r) for r in args.target_model])

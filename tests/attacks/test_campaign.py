@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from metricattack.attacks.attack import MetricAttack
-from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, quantize, save_adversarial_images
+from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, first_hit_ranks, quantize, save_adversarial_images
 from metricattack.attacks.losses import NonTargetedMetricLoss
 from metricattack.attacks.steps import ATTACKS, build_step_rule
 from metricattack.data import load_dataset
@@ -212,3 +212,76 @@ def test_clean_metrics_match_a_direct_evaluation(campaign):
     distances = pairwise_distance(query_features, gallery_features, metric="euclidean", normalize=True)
     direct = evaluate_ranking(distances, campaign.query.pids, campaign.gallery.pids, campaign.query.camids, campaign.gallery.camids)
     assert campaign.clean_metrics(named).mAP == pytest.approx(direct.mAP)
+
+
+def paper_gallery_attack(model, query, gallery, attack: str, epsilon: int) -> torch.Tensor:
+    """Gen_Adv.py for one identity: FGSM, or MI_FGSM (I-FGSM with momentum 0), on L2-normalised features,
+    loss = sum over (query, gallery) pairs of MSELoss, steps of 1/255, int(min(eps + 4, 1.25 eps)) of them."""
+
+    def extract(images):
+        features = model(images)
+        return features / features.norm(dim=1, keepdim=True)
+
+    def criterion(query_features, gallery_features):
+        return sum(torch.nn.functional.mse_loss(q, g) for q in query_features for g in gallery_features)
+
+    query_features = extract(query).detach()
+    x_adv = gallery.clone().requires_grad_(True)
+    if attack == "fgsm":
+        (x_grad,) = torch.autograd.grad(criterion(query_features, extract(x_adv)), x_adv)
+        return (x_adv.detach() + epsilon / 255 * x_grad.sign()).clamp(0, 1)
+    momentum = 1.0 if attack == "mifgsm" else 0.0
+    lower, upper = (gallery - epsilon / 255.0).clamp(min=0.0), (gallery + epsilon / 255.0).clamp(max=1.0)
+    grad = None
+    for _ in range(int(min(epsilon + 4, 1.25 * epsilon))):
+        (x_grad,) = torch.autograd.grad(criterion(query_features, extract(x_adv)), x_adv)
+        x_grad = x_grad / x_grad.abs().flatten(1).mean(dim=1).view(-1, 1, 1, 1).clamp(min=1e-12)
+        grad = x_grad if grad is None else momentum * grad + x_grad
+        x_adv = torch.min(torch.max(x_adv.detach() + 1 / 255.0 * grad.sign(), lower), upper).requires_grad_(True)
+    return x_adv.detach()
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "ifgsm", "mifgsm"])
+def test_gallery_attack_makes_the_papers_pixels(campaign, attack):
+    """The default objective and --schedule paper reproduce Gen_Adv.py's per-identity loop, 8-bit rounded."""
+    model = campaign.sources[0].model
+    outcome = campaign.attack(AttackSetting(attack, 5.0, "gallery"))
+    expected = torch.empty_like(outcome.gallery_images)
+    gallery_pids = campaign.gallery.pids[outcome.gallery_indices]
+    for pid in gallery_pids.unique().tolist():
+        rows = gallery_pids == pid
+        query = campaign.query.images[campaign.query.pids == pid].float() / 255
+        gallery = campaign.gallery.images[outcome.gallery_indices[rows]].float() / 255
+        expected[rows] = quantize(paper_gallery_attack(model, query, gallery, attack, 5))
+    same = (outcome.gallery_images == expected).float().mean().item()
+    # Batching changes float rounding, which may flip the sign of a near-zero gradient entry: allow 1e-4.
+    assert same >= 0.9999
+    assert not torch.equal(outcome.gallery_images, originals(campaign, "gallery", outcome.gallery_indices))
+    if attack == "ifgsm":  # the mean euclidean distance weights references by 1/distance: other pixels
+        euclidean = campaign.attack(AttackSetting(attack, 5.0, "gallery", attack_distance="euclidean"))
+        assert (euclidean.gallery_images == expected).float().mean().item() < same - 1e-3
+
+
+def test_gradient_passes_count_every_image_step(campaign):
+    paper = campaign.attack(AttackSetting("ifgsm", 5.0, "gallery"))
+    assert paper.gradient_passes == len(paper.gallery_indices) * 6
+    fast = campaign.attack(AttackSetting("ifgsm", 5.0, "gallery", schedule="fast"))
+    assert len(fast.gallery_indices) <= fast.gradient_passes < len(fast.gallery_indices) * 5
+
+
+def test_first_hit_ranks_by_hand():
+    distances = torch.tensor([[0.3, 0.1, 0.2, 0.4], [0.1, 0.2, 0.3, 0.4]])
+    valid = torch.tensor([[True, True, False, True], [True, True, True, True]])
+    hits = torch.tensor([[True, False, True, False], [False, False, False, False]])
+    # Row 0: valid order 1 (0.1), 0 (0.3), 3 (0.4); item 2 is a hit but not valid; item 0 is rank 2. Row 1: none.
+    assert first_hit_ranks(distances, valid, hits).tolist() == [2.0, 5.0]
+
+
+@pytest.mark.parametrize("side,goal", list(itertools.product(("gallery", "query"), ("untargeted", "targeted"))))
+def test_fast_schedule_stays_in_the_ball_and_never_costs_more_than_its_steps(exact_campaign, side, goal):
+    outcome = exact_campaign.attack(AttackSetting("mifgsm", 6.0, side, goal, schedule="fast"))
+    indices = getattr(outcome, f"{side}_indices")
+    delta = getattr(outcome, f"{side}_images") - originals(exact_campaign, side, indices)
+    assert 0 < delta.abs().max() <= 6 / 255 + 1e-6
+    assert len(indices) <= outcome.gradient_passes <= 5 * len(indices)
+    assert outcome.forward_passes <= 4 * len(indices)  # one goal check per remaining image after steps 1-4

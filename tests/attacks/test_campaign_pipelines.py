@@ -38,7 +38,7 @@ def test_the_attack_differentiates_through_flip_averaging(campaign, tiny_model):
     images = campaign.gallery.images[outcome.gallery_indices].float() / 255
     own = campaign.gallery.pids[outcome.gallery_indices][:, None] == campaign.query.pids[None, :]
     spec = tiny_model.spec
-    attack = MetricAttack([flipped], [NonTargetedMetricLoss(spec.metric, spec.normalize)], build_step_rule("fgsm", 5 / 255))
+    attack = MetricAttack([flipped], [NonTargetedMetricLoss("sqeuclidean", spec.normalize)], build_step_rule("fgsm", 5 / 255))
     expected = torch.cat([quantize(attack.perturb(images[s : s + 16], [references], own[s : s + 16])) for s in range(0, len(images), 16)])
     torch.testing.assert_close(outcome.gallery_images, expected)
     plain = Campaign(campaign.data, [NamedModel("tiny", tiny_model)], [NamedModel("tiny", tiny_model)], torch.device("cpu"),

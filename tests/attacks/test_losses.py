@@ -94,8 +94,19 @@ def test_bad_settings_and_repr():
         NonTargetedMetricLoss("manhattan")
     with pytest.raises(InputError, match="push_weight must be >= 0"):
         TargetedMetricLoss(push_weight=-1.0)
-    assert repr(TargetedMetricLoss("cosine", True, 0.5)) == "TargetedMetricLoss(metric='cosine', normalize=True, push_weight=0.5)"
-    assert repr(NonTargetedMetricLoss()) == "NonTargetedMetricLoss(metric='euclidean', normalize=False)"
+    assert repr(TargetedMetricLoss("cosine", True, 0.5)) == "TargetedMetricLoss(metric='cosine', normalize=True, push_weight=0.5, pull='mean')"
+    assert repr(NonTargetedMetricLoss()) == "NonTargetedMetricLoss(metric='sqeuclidean', normalize=False)"
+    with pytest.raises(InputError, match="unknown pull 'max'"):
+        TargetedMetricLoss(pull="max")
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_nearest_pull_is_minus_the_distance_to_the_nearest_target(metric):
+    adv, refs, own, target = features(torch.float64, seed=3)
+    values = TargetedMetricLoss(metric, normalize=True, push_weight=0.0, pull="nearest")(adv, refs, own, target)
+    for i in range(4):
+        nearest = min(slow_distance(adv[i], refs[j], metric, True) for j in range(len(refs)) if target[i, j])
+        assert float(values[i]) == pytest.approx(-nearest, rel=1e-10)
 
 
 # --- the paper's gallery attack (Gen_Adv.py), rebuilt per identity -------------------------------

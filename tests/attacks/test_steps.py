@@ -187,7 +187,7 @@ def test_bad_arguments(call, message):
 def test_repr_shows_every_setting():
     assert repr(MIFGSM(5 / 255)) == (
         "MIFGSM(eps=0.0196078 (5/255), step_size=0.00392157 (1/255), steps=6, norm='linf', "
-        "random_start=False, momentum=1.0, restarts=1, keep_best=False)"
+        "random_start=False, momentum=1.0, restarts=1, keep_best=False, decay='constant', early_stop=False)"
     )
     assert repr(PGD(0.5, norm="l2")).startswith("PGD(eps=0.5 (127.5/255), step_size=0.125 (31.88/255), steps=10, norm='l2', random_start=True")
 
@@ -222,3 +222,52 @@ def test_restarts_keep_the_best_of_each_run():
 def test_restarts_must_be_a_positive_integer():
     with pytest.raises(InputError, match="--restarts must be an integer >= 1"):
         PGD(8 / 255, restarts=0)
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        lambda x: x.flatten(1).sum(dim=1) * float("nan"),  # a model that outputs NaN
+        lambda x: (x - x.detach()).flatten(1).abs().sqrt().sum(dim=1),  # finite value, infinite gradient at 0
+    ],
+)
+def test_non_finite_loss_or_gradient_stops_the_attack(objective):
+    with pytest.raises(InputError, match=r"^non-finite attack loss or gradient \(step 1 of 3") as info:
+        IFGSM(4 / 255, steps=3).run(images(), objective)
+    assert "\n" not in str(info.value)
+
+
+def test_fast_schedule_decays_linearly_from_eps():
+    # One pixel pulled toward t = a0 + 0.3 eps by steps eps, 0.8, 0.6, 0.4, 0.2 eps: signs +, -, +, -, -.
+    eps, a0 = 10 / 255, 0.5
+    x = torch.full((1, 1, 1, 1), a0, dtype=torch.float64)
+    rule = IFGSM(eps, schedule="fast")
+    assert rule.step_sizes() == pytest.approx([eps, 0.8 * eps, 0.6 * eps, 0.4 * eps, 0.2 * eps])
+    adversarial = rule.run(x, lambda z: -((z - (a0 + 0.3 * eps)) ** 2).flatten(1).sum(dim=1))
+    assert float(adversarial) == pytest.approx(a0 + 0.2 * eps, abs=1e-12)
+    assert MIFGSM(eps, schedule="paper").steps == default_iterations(10) and IFGSM(eps, steps=3, schedule="fast").steps == 3
+    with pytest.raises(InputError, match="--schedule: unknown schedule 'slow'"):
+        IFGSM(eps, schedule="slow")
+    with pytest.raises(InputError, match="--attack pgd does not take --schedule"):
+        build_step_rule("pgd", eps, schedule="fast")
+
+
+@pytest.mark.parametrize("name", ["ifgsm", "mifgsm"])
+def test_early_stop_freezes_images_where_their_goal_is_reached(name):
+    # Odd images are done after their first step: they must equal a 1-step run; the others a full run
+    # (for MI-FGSM, with their own momentum). The objective sees only the images still iterated.
+    rule = build_step_rule(name, 6 / 255, steps=4)
+    stopping = build_step_rule(name, 6 / 255, steps=4)
+    stopping.early_stop = True
+    objective, seen = quadratic_objective(), []
+
+    def tracked(x, rows):
+        seen.append(rows.tolist())
+        return objective(x)
+
+    adversarial = stopping.run(images(), tracked, done=lambda x, rows: rows % 2 == 1)
+    full = rule.run(images(), objective)
+    one_step = build_step_rule(name, 6 / 255, steps=1).run(images(), objective)
+    assert torch.equal(adversarial[0::2], full[0::2])
+    assert torch.equal(adversarial[1::2], one_step[1::2])
+    assert seen == [[0, 1, 2, 3, 4, 5]] + [[0, 2, 4]] * 3

@@ -27,6 +27,9 @@ class MetricAttack:
 
     For an ensemble of M models with references R_m: objective(x) = 1/M * sum_m loss_m(f_m(x), R_m, masks),
     where each model's loss uses the distance that model is evaluated with.
+
+    ``gradient_passes`` / ``forward_passes`` count the images passed forward and backward through a model
+    (one per image, step and model) and forward only (early-stopping checks, best-iterate scoring).
     """
 
     def __init__(self, models: Sequence[nn.Module], losses: Sequence[Callable[..., torch.Tensor]], step_rule) -> None:
@@ -35,6 +38,8 @@ class MetricAttack:
         self.models = list(models)
         self.losses = list(losses)
         self.step_rule = step_rule
+        self.gradient_passes = 0
+        self.forward_passes = 0
 
     def __repr__(self) -> str:
         return f"MetricAttack(models={len(self.models)}, losses={self.losses!r}, step_rule={self.step_rule!r})"
@@ -46,13 +51,29 @@ class MetricAttack:
         own_mask: torch.Tensor,  # (B,R) bool
         target_mask: torch.Tensor | None = None,  # (B,R) bool, targeted attacks only
         generator: torch.Generator | None = None,
+        goal: Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Adversarial images (detached), within the step rule's eps-ball and [0,1]."""
+        """Adversarial images (detached), within the step rule's eps-ball and [0,1].
+
+        ``goal(features, rows)``, given each model's features (A,D_m) of the images at batch rows ``rows``,
+        says which have reached their goal (A,) bool; a step rule with ``early_stop`` stops iterating them.
+        """
         masks = (own_mask,) if target_mask is None else (own_mask, target_mask)
 
-        def objective(x: torch.Tensor) -> torch.Tensor:  # (B,)
-            losses = [loss(model(x), ref, *masks) for model, loss, ref in zip(self.models, self.losses, references)]
+        def features(x: torch.Tensor) -> list[torch.Tensor]:
+            if torch.is_grad_enabled():
+                self.gradient_passes += len(x) * len(self.models)
+            else:
+                self.forward_passes += len(x) * len(self.models)
+            return [model(x) for model in self.models]
+
+        def objective(x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:  # (B,)
+            row_masks = masks if rows is None else tuple(mask[rows] for mask in masks)
+            losses = [loss(f, ref, *row_masks) for f, loss, ref in zip(features(x), self.losses, references)]
             return torch.stack(losses).mean(dim=0)
 
+        def done(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:  # (A,) bool
+            return goal(features(x), rows)
+
         with eval_mode(self.models):
-            return self.step_rule.run(images, objective, generator)
+            return self.step_rule.run(images, objective, generator, None if goal is None else done)

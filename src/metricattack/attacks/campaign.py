@@ -15,13 +15,16 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from metricattack.attacks import goals
 from metricattack.attacks.attack import MetricAttack
 from metricattack.attacks.losses import NonTargetedMetricLoss, TargetedMetricLoss
-from metricattack.attacks.steps import build_step_rule, pixels_to_fraction
+from metricattack.attacks.steps import SCHEDULES, build_step_rule, pixels_to_fraction
 from metricattack.data.base import ReIDData, Sample
 from metricattack.data.writer import write_images
 from metricattack.errors import InputError
-from metricattack.evaluation import RetrievalMetrics, evaluate_ranking, top_k_valid
+from metricattack.evaluation import RetrievalMetrics, evaluate_ranking, pairwise_distance, top_k_valid
+from metricattack.evaluation.distance import DISTANCE_METRICS
+from metricattack.evaluation.ranking import valid_mask
 from metricattack.evaluation.damage import RankingSummary, match_rank_stats, ranking_damage, summarize_ranking
 from metricattack.evaluation.perceptibility import perturbation_sizes
 from metricattack.evaluation.pipeline import PLAIN, FlipAverage, Pipeline, check_pipelines, with_flip
@@ -34,7 +37,12 @@ GOALS = ("untargeted", "targeted")
 
 @dataclass(frozen=True)
 class AttackSetting:
-    """One attack configuration; eps and step size in pixel units out of 255, as users type them."""
+    """One attack configuration; eps and step size in pixel units out of 255, as users type them.
+
+    ``attack_distance`` is the distance the objective uses (default: the paper's squared euclidean,
+    on L2-normalised features when the model normalises); ``schedule`` is ``paper`` (Bai et al.'s
+    I-FGSM / MI-FGSM loop) or ``fast`` (decaying steps, each image dropped once its goal is reached).
+    """
 
     attack: str = "ifgsm"
     eps: float = 5.0
@@ -45,6 +53,8 @@ class AttackSetting:
     step_size: float | None = None
     target_pid: int | None = None
     restarts: int | None = None
+    attack_distance: str = "sqeuclidean"
+    schedule: str = "paper"
 
     def validate(self) -> None:
         """Raise InputError for a side, goal or target that is not one we know."""
@@ -54,6 +64,12 @@ class AttackSetting:
             raise InputError(f"--goal: unknown goal {self.goal!r} (expected one of {', '.join(GOALS)})")
         if self.target_pid is not None and self.goal != "targeted":
             raise InputError("--target-pid is only meaningful with --goal targeted")
+        if self.attack_distance not in DISTANCE_METRICS:
+            raise InputError(
+                f"--attack-distance: unknown distance {self.attack_distance!r} (expected one of {', '.join(DISTANCE_METRICS)})"
+            )
+        if self.schedule not in SCHEDULES:
+            raise InputError(f"--schedule: unknown schedule {self.schedule!r} (expected one of {', '.join(SCHEDULES)})")
         self.step_rule()
 
     def step_rule(self):
@@ -65,6 +81,8 @@ class AttackSetting:
             options["step_size"] = pixels_to_fraction(self.step_size, "--step-size")
         if self.restarts is not None:
             options["restarts"] = self.restarts
+        if self.schedule != "paper":
+            options["schedule"] = self.schedule
         return build_step_rule(self.attack, pixels_to_fraction(self.eps, "--eps"), **options)
 
     @property
@@ -79,6 +97,10 @@ class AttackSetting:
             parts.append(f"pid{self.target_pid}")
         if self.restarts is not None:
             parts.append(f"restarts{self.restarts}")
+        if self.attack_distance != "sqeuclidean":
+            parts.append(self.attack_distance)
+        if self.schedule != "paper":
+            parts.append(self.schedule)
         return "-".join(parts)
 
 
@@ -113,6 +135,8 @@ class AttackOutcome:
     gallery_targets: torch.Tensor
     seconds: float
     num_steps: int = 1
+    gradient_passes: int = 0  # images passed forward and backward through a source model
+    forward_passes: int = 0  # images passed forward only (early-stopping checks, best-iterate scoring)
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # attacked (query, gallery) per target
     rankings: dict[str, RankingSummary] = field(default_factory=dict)  # attacked, per target, deployed pipeline
     perceptibility: dict | None = None  # perturbation sizes of the attacked images, computed once
@@ -133,6 +157,22 @@ def load_side(samples: list[Sample], batch_size: int, image_size: tuple[int, int
         torch.tensor([s.pid for s in samples]),
         torch.tensor([s.camid for s in samples]),
     )
+
+
+def first_hit_ranks(distances: torch.Tensor, valid: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
+    """Per row of ``distances`` (n,G), the 1-based rank among valid items of the first valid hit
+    (ties in gallery order; G + 1 when no valid hit)."""
+    order = distances.argsort(dim=1, stable=True)
+    valid_sorted = valid.gather(1, order)
+    positions = valid_sorted.cumsum(dim=1)  # rank of each valid item in sorted order
+    found = (hits & valid).gather(1, order)
+    missing = torch.full_like(positions, distances.shape[1] + 1)
+    return torch.where(found, positions, missing).min(dim=1).values.float()
+
+
+def rule_stops(attack: MetricAttack) -> bool:
+    """Whether the attack's step rule stops iterating images that reached their goal."""
+    return getattr(attack.step_rule, "early_stop", False)
 
 
 def quantize(images: torch.Tensor) -> torch.Tensor:
@@ -272,9 +312,11 @@ class Campaign:
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
         losses = []
         for named in sources:
-            spec = named.model.spec
-            loss_class = TargetedMetricLoss if setting.goal == "targeted" else NonTargetedMetricLoss
-            losses.append(loss_class(metric=spec.metric, normalize=spec.normalize))
+            normalize = named.model.spec.normalize
+            if setting.goal == "targeted":  # only the nearest target image decides success: pull toward it
+                losses.append(TargetedMetricLoss(setting.attack_distance, normalize, push_weight=0.0, pull="nearest"))
+            else:
+                losses.append(NonTargetedMetricLoss(setting.attack_distance, normalize))
         attack = MetricAttack([s.model for s in sources], losses, rule)
         started = time.perf_counter()
         empty = (torch.zeros(0, dtype=torch.long), torch.zeros(0, 3, 1, 1), torch.zeros(0, dtype=torch.long))
@@ -291,6 +333,8 @@ class Campaign:
             gallery_part[2],
             seconds=time.perf_counter() - started,
             num_steps=getattr(rule, "steps", 1),
+            gradient_passes=attack.gradient_passes,
+            forward_passes=attack.forward_passes,
         )
 
     def _attack_side(
@@ -314,6 +358,7 @@ class Campaign:
             present &= targets >= 0
         indices = present.nonzero().flatten()
         references = [self.clean_features(named)[1 - reference_slot] for named in sources]
+        goal_of = self._goal(setting, sources, side, reference, reference_slot, targets) if rule_stops(attack) else None
         adversarial = []
         batches = range(0, len(indices), self.batch_size)
         label = f"{setting.key} ({'query' if reference_slot == 0 else 'gallery'})"
@@ -325,11 +370,68 @@ class Campaign:
             target_mask = None
             if setting.goal == "targeted":
                 target_mask = targets[batch].to(self.device)[:, None] == reference_pids[None, :]
-            adv = attack.perturb(images, references, own_mask, target_mask, generator)
+            goal = None if goal_of is None else goal_of(batch)
+            adv = attack.perturb(images, references, own_mask, target_mask, generator, goal)
             adversarial.append((quantize(adv) if self.quantize_images else adv).cpu())
         shape = side.images.shape[1:]
         images = torch.cat(adversarial) if adversarial else torch.zeros(0, *shape)
         return indices, images, targets[indices]
+
+    def _goal(
+        self,
+        setting: AttackSetting,
+        sources: list[NamedModel],
+        side: SideImages,
+        reference: SideImages,
+        reference_slot: int,
+        targets: torch.Tensor,  # (N,) target pid per image of ``side`` (-1: none)
+    ):
+        """For early stopping: a map from a batch (indices into ``side``) to its ``goal(features, rows)`` test.
+
+        Non-targeted: every true match ranked below rank GOAL_RANK; targeted: the target at rank 1, under the
+        clean ranking of the other side (see ``goals``), for every source model.
+        """
+        device = self.device
+        reference_pids, reference_camids = reference.pids.to(device), reference.camids.to(device)
+        specs = [named.model.spec for named in sources]
+        thresholds = []  # gallery side: per query, the distance a planted / pushed image must beat
+        if reference_slot == 1:
+            for named, spec in zip(sources, specs):
+                query_features, gallery_features = self.clean_features(named)
+                distances = pairwise_distance(query_features, gallery_features, spec.metric, spec.normalize)  # (Q,G)
+                valid = valid_mask(reference_pids, side.pids.to(device), reference_camids, side.camids.to(device))
+                if setting.goal == "targeted":
+                    thresholds.append(goals.kth_smallest(distances, valid, 1))
+                else:
+                    impostors = valid & (reference_pids[:, None] != side.pids.to(device)[None, :])
+                    thresholds.append(goals.kth_smallest(distances, impostors, goals.GOAL_RANK))
+
+        def goal_of(batch: torch.Tensor):
+            pids, camids = side.pids[batch].to(device), side.camids[batch].to(device)
+            own_valid = (pids[:, None] == reference_pids[None, :]) & (camids[:, None] != reference_camids[None, :])
+            impostors = (pids[:, None] != reference_pids[None, :]) & (reference_pids[None, :] != -1)
+            target_mask = targets[batch].to(device)[:, None] == reference_pids[None, :]
+
+            def goal(features: list[torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+                reached = torch.ones(len(rows), dtype=torch.bool, device=device)
+                for number, (adv_features, named, spec) in enumerate(zip(features, sources, specs)):
+                    distances = pairwise_distance(
+                        adv_features, self.clean_features(named)[1 - reference_slot], spec.metric, spec.normalize
+                    )
+                    if setting.goal == "targeted" and reference_slot == 1:
+                        reached &= goals.ahead_of_thresholds(distances, target_mask[rows], thresholds[number])
+                    elif setting.goal == "targeted":
+                        competitors = (impostors[rows] | own_valid[rows]) & ~target_mask[rows]
+                        reached &= goals.target_first(distances, target_mask[rows], competitors)
+                    elif reference_slot == 1:
+                        reached &= goals.behind_thresholds(distances, own_valid[rows], thresholds[number])
+                    else:
+                        reached &= goals.behind_impostors(distances, own_valid[rows], impostors[rows], goals.GOAL_RANK)
+                return reached
+
+            return goal
+
+        return goal_of
 
     # --- evaluation under attack ----------------------------------------------------------
     def evaluate_outcome(self, outcome: AttackOutcome, named: NamedModel, pipeline: Pipeline | None = None) -> tuple[dict, torch.Tensor]:
@@ -356,7 +458,8 @@ class Campaign:
             outcome.rankings[named.name] = summary
         result = {"pipeline": pipeline.name, **metrics.as_dict(), **ranking_damage(self.clean_evaluation(named, pipeline)[1], summary)}
         if outcome.setting.goal == "targeted":
-            result.update(self.target_success(outcome, distances))
+            clean_distances = self.evaluate(named, *self.clean_features(named, pipeline.flip), pipeline)[1]
+            result.update(self.target_success(outcome, distances, clean_distances))
         if outcome.perceptibility is None:
             sides = ((self.query, outcome.query_indices, outcome.query_images),
                      (self.gallery, outcome.gallery_indices, outcome.gallery_images))  # fmt: skip
@@ -364,36 +467,33 @@ class Campaign:
             outcome.perceptibility = perturbation_sizes(pairs, self.batch_size, self.device)
         return {**result, **outcome.perceptibility}, distances
 
-    def target_success(self, outcome: AttackOutcome, distances: torch.Tensor) -> dict:
-        """Targeted success at rank 1 and 5.
+    def target_success(self, outcome: AttackOutcome, distances: torch.Tensor, clean_distances: torch.Tensor | None = None) -> dict:
+        """Targeted success at rank 1, 5 and 10, and the mean rank of the nearest target image after
+        (and, given the clean distances (Q,G), before) the attack.
 
         Query side (and both): an attacked query succeeds when an image of its target identity is
         among its top k. Gallery side: a query of a target identity succeeds when a gallery image
-        planted for it (attacked toward it) is among its top k.
+        planted for it (attacked toward it) is among its top k. Ranks count valid gallery items only.
         """
-        top = top_k_valid(
-            distances,
-            self.query.pids.to(distances.device),
-            self.gallery.pids.to(distances.device),
-            self.query.camids.to(distances.device),
-            self.gallery.camids.to(distances.device),
-            5,
-        ).cpu()  # (Q,5)
-        valid = top >= 0
+        query_pids, gallery_pids = self.query.pids.to(distances.device), self.gallery.pids.to(distances.device)
+        valid = valid_mask(query_pids, gallery_pids, self.query.camids.to(distances.device), self.gallery.camids.to(distances.device))
         if len(outcome.query_indices):
-            rows = top[outcome.query_indices]
-            hit = (self.gallery.pids[rows.clamp(min=0)] == outcome.query_targets[:, None]) & valid[outcome.query_indices]
+            queries = outcome.query_indices.to(distances.device)
+            hits = gallery_pids[None, :] == outcome.query_targets.to(distances.device)[:, None]  # (A,G)
         else:
-            planted = torch.full_like(self.gallery.pids, -1)
-            planted[outcome.gallery_indices] = outcome.gallery_targets
-            queries = torch.isin(self.query.pids, outcome.gallery_targets).nonzero().flatten()
-            hit = (planted[top[queries].clamp(min=0)] == self.query.pids[queries, None]) & valid[queries]
-        if len(hit) == 0:
-            return {"target_success_rank1": 0.0, "target_success_rank5": 0.0}
-        return {
-            "target_success_rank1": hit[:, :1].any(dim=1).float().mean().item(),
-            "target_success_rank5": hit.any(dim=1).float().mean().item(),
-        }
+            planted = torch.full_like(gallery_pids, -1)
+            planted[outcome.gallery_indices.to(distances.device)] = outcome.gallery_targets.to(distances.device)
+            queries = torch.isin(query_pids, planted[planted >= 0]).nonzero().flatten()
+            hits = planted[None, :] == query_pids[queries, None]
+        result = {}
+        for name, matrix in (("after", distances), ("before", clean_distances)):
+            if matrix is None:
+                continue
+            ranks = first_hit_ranks(matrix[queries], valid[queries], hits)
+            if name == "after":
+                result.update({f"target_success_rank{k}": (ranks <= k).float().mean().nan_to_num().item() for k in (1, 5, 10)})
+            result[f"target_rank_{name}"] = ranks.mean().item() if len(ranks) else float("nan")
+        return result
 
     def run(self, setting: AttackSetting, sources: list[NamedModel] | None = None) -> tuple[AttackOutcome, list[dict]]:
         """Attack with the sources, evaluate on every target; one result row per target model."""
@@ -410,6 +510,7 @@ class Campaign:
                     "target": named.name,
                     **metrics,
                     "num_attacked": outcome.num_attacked,
+                    "gradient_passes": outcome.gradient_passes,
                     "seconds": round(outcome.seconds, 3),
                 }
             )

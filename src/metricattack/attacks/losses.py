@@ -8,7 +8,7 @@ Each value depends on its own image only, so an image's gradient does not depend
 The paper's gallery attack (Bai et al., ``Gen_Adv.py``) maximises, for each gallery image g of an
 identity, sum_q MSE(f(q), f(g)) over that identity's query images q, on L2-normalised features:
 ``NonTargetedMetricLoss("sqeuclidean", normalize=True)`` up to a positive per-image factor, which
-sign steps and MI-FGSM's mean-|grad| normalisation ignore.
+sign steps and MI-FGSM's mean-|grad| normalisation ignore. It is the default non-targeted objective.
 """
 
 from __future__ import annotations
@@ -36,6 +36,14 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
+def _masked_min(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Row minima (B,) of ``values`` (B,R) over the True entries of ``mask`` (every row has one)."""
+    return values.masked_fill(~mask, float("inf")).min(dim=1).values
+
+
+PULLS = {"mean": _masked_mean, "nearest": _masked_min}
+
+
 class NonTargetedMetricLoss:
     """Push each adversarial image away from the references of its own identity.
 
@@ -45,7 +53,7 @@ class NonTargetedMetricLoss:
     Every row of ``own_mask`` needs at least one True entry.
     """
 
-    def __init__(self, metric: str = "euclidean", normalize: bool = False) -> None:
+    def __init__(self, metric: str = "sqeuclidean", normalize: bool = False) -> None:
         _check_metric(metric)
         self.metric = metric
         self.normalize = normalize
@@ -70,22 +78,32 @@ class NonTargetedMetricLoss:
 class TargetedMetricLoss:
     """Pull each adversarial image toward a target identity's references, pushing it from its own.
 
-    L_i = w * 1/|O_i| * sum_{j in O_i} d(f(x_i + r_i), g_j) - 1/|T_i| * sum_{j in T_i} d(f(x_i + r_i), g_j),
+    L_i = w * 1/|O_i| * sum_{j in O_i} d(f(x_i + r_i), g_j) - P_i,
 
-    with O_i, T_i the True entries of row i of ``own_mask`` / ``target_mask`` and w = ``push_weight``.
+    with O_i, T_i the True entries of row i of ``own_mask`` / ``target_mask``, w = ``push_weight`` and the
+    pull P_i = 1/|T_i| * sum_{j in T_i} d(f(x_i + r_i), g_j) (``pull="mean"``) or min_{j in T_i} d(...)
+    (``pull="nearest"``: only the nearest target reference, the one that decides rank-1 success).
     An image with no own reference (empty O_i) only pulls; every row needs a target reference.
     """
 
-    def __init__(self, metric: str = "euclidean", normalize: bool = False, push_weight: float = 1.0) -> None:
+    def __init__(
+        self, metric: str = "euclidean", normalize: bool = False, push_weight: float = 1.0, pull: str = "mean"
+    ) -> None:
         _check_metric(metric)
         if push_weight < 0:
             raise InputError(f"push_weight must be >= 0, got {push_weight:g}")
+        if pull not in PULLS:
+            raise InputError(f"unknown pull {pull!r} (expected one of {', '.join(PULLS)})")
         self.metric = metric
         self.normalize = normalize
         self.push_weight = push_weight
+        self.pull = pull
 
     def __repr__(self) -> str:
-        return f"TargetedMetricLoss(metric={self.metric!r}, normalize={self.normalize}, push_weight={self.push_weight})"
+        return (
+            f"TargetedMetricLoss(metric={self.metric!r}, normalize={self.normalize}, "
+            f"push_weight={self.push_weight}, pull={self.pull!r})"
+        )
 
     def __call__(
         self,
@@ -100,4 +118,7 @@ class TargetedMetricLoss:
         if not target_mask.any(dim=1).all():
             raise ValueError("every adversarial image needs at least one reference of its target identity")
         distances = pairwise_distance(adv_features, reference_features, self.metric, self.normalize)  # (B,R)
-        return self.push_weight * _masked_mean(distances, own_mask) - _masked_mean(distances, target_mask)
+        pull = PULLS[self.pull](distances, target_mask)
+        if self.push_weight == 0:  # no 0 * distance term: its gradient would be computed for nothing
+            return -pull
+        return self.push_weight * _masked_mean(distances, own_mask) - pull

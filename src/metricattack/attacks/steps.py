@@ -114,6 +114,35 @@ def _check_steps(steps: int) -> None:
         raise InputError(f"--steps must be an integer >= 1, got {steps}")
 
 
+def _check_finite(values: torch.Tensor, grad: torch.Tensor, step: int, steps: int) -> None:
+    if not (torch.isfinite(values).all() and torch.isfinite(grad).all()):
+        raise InputError(
+            f"non-finite attack loss or gradient (step {step} of {steps}: the model or the attack objective "
+            "produced NaN or inf; check the model's weights and the distance)"
+        )
+
+
+DECAYS = ("constant", "linear")
+SCHEDULES = ("paper", "fast")
+FAST_STEPS = 5  # the fast schedule's default: steps of eps, 4/5 eps, ..., 1/5 eps
+
+
+def _schedule(schedule: str, eps: float, step_size: float | None, steps: int | None) -> dict:
+    """StepRule options of a named I-FGSM / MI-FGSM schedule; an explicit step size or count wins.
+
+    paper: Bai et al.'s loop, int(min(eps + 4, 1.25 eps)) constant steps of 1/255 (eps in pixels), every
+    image to the end. fast: FAST_STEPS steps decaying linearly from eps to eps / steps, each image
+    dropped once its goal (given by the caller) is reached.
+    """
+    if schedule == "paper":
+        return {"step_size": 1 / 255 if step_size is None else step_size,
+                "steps": default_iterations(eps * 255) if steps is None else steps}
+    if schedule == "fast":
+        return {"step_size": eps if step_size is None else step_size, "steps": FAST_STEPS if steps is None else steps,
+                "decay": "linear", "early_stop": True}
+    raise InputError(f"--schedule: unknown schedule {schedule!r} (expected one of {', '.join(SCHEDULES)})")
+
+
 class StepRule:
     """Iterated gradient ascent, projected onto the eps-ball around the originals and onto [0,1] after every step.
 
@@ -122,6 +151,11 @@ class StepRule:
         with momentum m (MI-FGSM): g_t = m g_{t-1} + g_t / mean(|g_t|)   (per image)
         x_t = clip_[0,1](x + project_eps(x_{t-1} + step_size * direction(g_t) - x))
     where direction is sign(g) under L∞ and g / ||g||_2 under L2. eps and step_size are fractions of 1.
+
+    ``decay="linear"`` shrinks the step linearly: step t (1-based) is step_size * (steps - t + 1) / steps.
+    ``early_stop`` with a ``done`` test given to ``run``: after each step, images whose goal is reached
+    are frozen and leave the batch, so later steps cost only the images still short of it.
+    A non-finite objective value or gradient stops the attack with InputError.
 
     ``restarts`` runs the loop that many times (from fresh random starts when ``random_start``).
     ``keep_best`` returns, per image, the iterate with the highest objective seen over every step and
@@ -139,6 +173,8 @@ class StepRule:
         momentum: float | None = None,
         restarts: int = 1,
         keep_best: bool = False,
+        decay: str = "constant",
+        early_stop: bool = False,
     ) -> None:
         if not 0 < eps <= 1:
             raise InputError(f"eps must be in (0, 1] as a fraction of 1 (pixels / 255), got {eps:g}")
@@ -151,6 +187,10 @@ class StepRule:
             raise InputError(f"--momentum must be >= 0, got {momentum:g}")
         if restarts < 1 or int(restarts) != restarts:
             raise InputError(f"--restarts must be an integer >= 1, got {restarts}")
+        if decay not in DECAYS:
+            raise InputError(f"unknown step decay {decay!r} (expected one of {', '.join(DECAYS)})")
+        if early_stop and keep_best:
+            raise ValueError("early_stop and keep_best do not combine: a frozen image keeps the iterate that reached its goal")
         self.eps = eps
         self.step_size = step_size
         self.steps = int(steps)
@@ -159,32 +199,43 @@ class StepRule:
         self.momentum = momentum
         self.restarts = int(restarts)
         self.keep_best = keep_best
+        self.decay = decay
+        self.early_stop = early_stop
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(eps={self.eps:.6g} ({self.eps * 255:.4g}/255), "
             f"step_size={self.step_size:.6g} ({self.step_size * 255:.4g}/255), steps={self.steps}, "
             f"norm={self.norm!r}, random_start={self.random_start}, momentum={self.momentum}, "
-            f"restarts={self.restarts}, keep_best={self.keep_best})"
+            f"restarts={self.restarts}, keep_best={self.keep_best}, decay={self.decay!r}, early_stop={self.early_stop})"
         )
+
+    def step_sizes(self) -> list[float]:
+        """The size of each step, fractions of 1."""
+        if self.decay == "linear":
+            return [self.step_size * (self.steps - t) / self.steps for t in range(self.steps)]
+        return [self.step_size] * self.steps
 
     def run(
         self,
         images: torch.Tensor,  # (B,C,H,W) in [0,1]
-        objective: Callable[[torch.Tensor], torch.Tensor],
+        objective: Callable[..., torch.Tensor],
         generator: torch.Generator | None = None,
+        done: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Adversarial images (detached) maximising ``objective``, which maps (B,C,H,W) to per-image values (B,).
 
         Gradients are taken with ``torch.autograd.grad`` with respect to the images only, so the
         parameters of a model inside ``objective`` get no ``.grad``; ``generator`` drives the random start.
+        With ``early_stop`` and ``done``, both are called on the images still iterated as
+        ``f(images, rows)``, ``rows`` (A,) their positions in the batch; ``done`` returns (A,) bool.
         """
         originals = images.detach()
         if originals.numel() and (originals.min() < 0 or originals.max() > 1):
             raise ValueError("images must be in [0, 1]")
         best = best_values = None
         for _ in range(self.restarts):
-            adversarial, values = self._ascend(originals, objective, generator)
+            adversarial, values = self._ascend(originals, objective, generator, done if self.early_stop else None)
             if self.keep_best:
                 best, best_values = _keep_better(best, best_values, adversarial, values)
             else:
@@ -196,7 +247,11 @@ class StepRule:
             raise ValueError(f"objective must return one value per image {tuple(originals.shape[:1])}, got {tuple(values.shape)}")
 
     def _ascend(
-        self, originals: torch.Tensor, objective: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator | None
+        self,
+        originals: torch.Tensor,
+        objective: Callable[..., torch.Tensor],
+        generator: torch.Generator | None,
+        done: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One run of the loop: the adversarial images and, with ``keep_best``, the best iterate's values (B,)."""
         norm = NORMS[self.norm]
@@ -206,20 +261,39 @@ class StepRule:
             adversarial = originals.clone()
         constrain = norm.constraint(originals, self.eps)
         accumulated = None  # MI-FGSM's running gradient
+        rows = None if done is None else torch.arange(len(originals), device=originals.device)  # images still iterated
         best = best_values = None
+        sizes = self.step_sizes()
         with torch.enable_grad():
-            for _ in range(self.steps):
-                adversarial.requires_grad_(True)
-                values = objective(adversarial)
-                self._check_values(values, originals)
-                (grad,) = torch.autograd.grad(values.sum(), adversarial)
+            for step, size in enumerate(sizes, 1):
+                current = (adversarial if rows is None else adversarial[rows]).detach().requires_grad_(True)
+                values = objective(current) if rows is None else objective(current, rows)
+                self._check_values(values, current)
+                (grad,) = torch.autograd.grad(values.sum(), current)
+                _check_finite(values, grad, step, self.steps)
                 if self.keep_best:
-                    best, best_values = _keep_better(best, best_values, adversarial.detach(), values.detach())
+                    best, best_values = _keep_better(best, best_values, current.detach(), values.detach())
                 if self.momentum is not None:
                     normalised = grad / _per_image(grad.abs().flatten(1).mean(dim=1).clamp(min=_TINY), grad)
-                    accumulated = normalised if accumulated is None else self.momentum * accumulated + normalised
-                    grad = accumulated
-                adversarial = constrain(torch.add(adversarial.detach(), norm.direction(grad), alpha=self.step_size))
+                    if rows is None:
+                        accumulated = normalised if accumulated is None else self.momentum * accumulated + normalised
+                        grad = accumulated
+                    else:
+                        if accumulated is None:
+                            accumulated = torch.zeros_like(originals)
+                        grad = accumulated[rows] = self.momentum * accumulated[rows] + normalised
+                stepped = torch.add(current.detach(), norm.direction(grad), alpha=size)
+                if rows is None:
+                    adversarial = constrain(stepped)
+                    continue
+                adversarial = adversarial.detach().clone()
+                adversarial[rows] = stepped
+                adversarial = constrain(adversarial)  # frozen images are inside already: unchanged
+                if step < len(sizes):
+                    with torch.no_grad():
+                        rows = rows[~done(adversarial[rows], rows)]
+                    if not len(rows):
+                        break
         adversarial = adversarial.detach()
         if not self.keep_best:
             return adversarial, None
@@ -250,26 +324,34 @@ class FGSM(StepRule):
 
 
 class IFGSM(StepRule):
-    """Iterative FGSM (Kurakin et al., 2017), as in Bai et al.: steps of 1/255, default_iterations(eps) of them.
+    """Iterative FGSM (Kurakin et al., 2017). ``schedule="paper"`` (Bai et al.): steps of 1/255,
+    default_iterations(eps) of them; ``"fast"``: FAST_STEPS steps decaying from eps, with early stopping.
 
     Images in [0,1]; eps and step_size are fractions of 1.
     """
 
-    def __init__(self, eps: float, step_size: float = 1 / 255, steps: int | None = None, norm: str = "linf") -> None:
-        super().__init__(eps, step_size, default_iterations(eps * 255) if steps is None else steps, norm)
+    def __init__(
+        self, eps: float, step_size: float | None = None, steps: int | None = None, norm: str = "linf", schedule: str = "paper"
+    ) -> None:
+        super().__init__(eps, norm=norm, **_schedule(schedule, eps, step_size, steps))
 
 
 class MIFGSM(StepRule):
     """Momentum iterative FGSM (Dong et al., 2018): I-FGSM following g_t = m g_{t-1} + grad_t / mean(|grad_t|).
 
-    Images in [0,1]; eps and step_size are fractions of 1; momentum m = 1 as in Bai et al.
+    Images in [0,1]; eps and step_size are fractions of 1; momentum m = 1 as in Bai et al.; schedules as IFGSM's.
     """
 
     def __init__(
-        self, eps: float, step_size: float = 1 / 255, steps: int | None = None, momentum: float = 1.0, norm: str = "linf"
+        self,
+        eps: float,
+        step_size: float | None = None,
+        steps: int | None = None,
+        momentum: float = 1.0,
+        norm: str = "linf",
+        schedule: str = "paper",
     ) -> None:
-        steps = default_iterations(eps * 255) if steps is None else steps
-        super().__init__(eps, step_size, steps, norm, momentum=momentum)
+        super().__init__(eps, norm=norm, momentum=momentum, **_schedule(schedule, eps, step_size, steps))
 
 
 class PGD(StepRule):

@@ -16,11 +16,12 @@ RESULT_COLUMNS = (
     "num_attacked", "seconds",
     "clean_match_rank_mean", "match_rank_mean", "clean_match_rank_median", "match_rank_median",
     "top10_overlap", "rank1_changed", "perturbation_linf", "perturbation_l2", "psnr", "ssim",
+    "attack_distance", "schedule", "gradient_passes", "target_success_rank10", "target_rank_before", "target_rank_after",
 )  # fmt: skip
 PERCENT_COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP", "target_success_rank1", "target_success_rank5",
-                   "top10_overlap", "rank1_changed")  # fmt: skip
+                   "target_success_rank10", "top10_overlap", "rank1_changed")  # fmt: skip
 DECIMALS = {"clean_match_rank_mean": 1, "match_rank_mean": 1, "perturbation_linf": 2, "perturbation_l2": 1,
-            "psnr": 1, "ssim": 3}  # fixed decimals of the tables (the files keep full precision)  # fmt: skip
+            "psnr": 1, "ssim": 3, "target_rank_before": 1, "target_rank_after": 1}  # fixed decimals of the tables (the files keep full precision)  # fmt: skip
 
 
 def read_results(run_dir: str | Path) -> dict:
