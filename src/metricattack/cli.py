@@ -19,7 +19,7 @@ from metricattack.data.synthetic import SyntheticConfig, contact_sheet, generate
 from metricattack.defenses import DEFENSE_OPTIONS, DEFENSES, build_defense
 from metricattack.errors import InputError
 from metricattack.inputs import load_data, model_from_reference, unique_names
-from metricattack.models import FORMAT_NAMES, build_model, load_model, model_names, save_checkpoint
+from metricattack.models import FORMAT_NAMES, build_model, bundled_checkpoint, load_model, model_names, save_checkpoint
 from metricattack.report.examples import write_examples
 from metricattack.report.html import build_report
 from metricattack.report.results import text_table, transfer_matrix, write_results
@@ -89,7 +89,7 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
 
 def add_defense(parser: argparse.ArgumentParser) -> None:
     """Training options of a defense (``metricattack train --defense NAME``)."""
-    parser.add_argument("--weights", help="start from this checkpoint of ours (`default`: the bundled model)")
+    parser.add_argument("--weights", help="start from this checkpoint of ours (or a bundled model: default, default-robust)")
     parser.add_argument("--defense", help=f"adversarial training objective: {', '.join(DEFENSES)}")
     kinds = {"steps": int, "random_start": argparse.BooleanOptionalAction}
     for option in DEFENSE_OPTIONS:
@@ -151,7 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         given = ", ".join("--defense-" + o.replace("_", "-") for o in sorted(defense_options(args)))
         raise InputError(f"{given}: defense options need --defense NAME")
     if args.weights:  # fine-tune a trained model (ours, or the bundled ones by name)
-        model, _ = load_model(None, None) if args.weights == "default" else load_model(args.model, args.weights)
+        model, _ = load_model(args.model, bundled_checkpoint(args.weights) or args.weights)
     else:
         model = build_model(args.model, num_classes=data.num_train_pids, **options)
     if defense is not None:

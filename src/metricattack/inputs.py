@@ -10,7 +10,7 @@ from metricattack.data import dataset_names, load_dataset
 from metricattack.data.base import ReIDData
 from metricattack.data.synthetic import SyntheticConfig, cached_synthetic
 from metricattack.errors import InputError
-from metricattack.models import load_model
+from metricattack.models import bundled_checkpoint, load_model
 
 DEFAULT_DATA_NAME = "synthetic"
 
@@ -27,9 +27,9 @@ def load_data(dataset: str | None, root: str | Path | None, progress: bool = Tru
 
 
 def model_from_reference(reference: str) -> NamedModel:
-    """A model from ``default``, a checkpoint path of ours, or ``ARCH:PATH`` for a foreign checkpoint."""
-    if reference == "default":
-        return NamedModel("default", load_model()[0])
+    """A model from ``default`` / ``default-robust`` (bundled), a checkpoint path of ours, or ``ARCH:PATH`` for a foreign checkpoint."""
+    if bundled_checkpoint(reference):
+        return NamedModel(reference, load_model(reference)[0])
     arch, sep, path = reference.partition(":")
     if sep and not Path(reference).exists():
         return NamedModel(Path(path).stem, load_model(arch, path)[0])

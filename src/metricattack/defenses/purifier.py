@@ -32,7 +32,7 @@ def with_purifier(model: ReIDModel) -> ReIDModel:
     purified.load_state_dict(model.state_dict(), strict=False)  # everything but the purifier's weights
     for name, parameter in purified.named_parameters():
         parameter.requires_grad_(name.startswith("purifier."))
-    return purified
+    return purified.train(model.training)
 
 
 @dataclass(frozen=True)

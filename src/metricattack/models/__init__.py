@@ -10,13 +10,16 @@ from metricattack.models.foreign import FORMAT_NAMES, load_foreign
 from metricattack.models.reid import ModelSpec, ReIDModel, build_model, model_names
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "default" / "default.safetensors"
+BUNDLED = {"default": DEFAULT_CHECKPOINT, "default-robust": DEFAULT_CHECKPOINT.with_name("default-robust.safetensors")}
 
 __all__ = [
+    "BUNDLED",
     "DEFAULT_CHECKPOINT",
     "FORMAT_NAMES",
     "ModelSpec",
     "ReIDModel",
     "build_model",
+    "bundled_checkpoint",
     "load_checkpoint",
     "load_foreign",
     "load_model",
@@ -24,6 +27,11 @@ __all__ = [
     "read_metadata",
     "save_checkpoint",
 ]
+
+
+def bundled_checkpoint(name: str | None) -> Path | None:
+    """The weights of a model shipped with the package (``BUNDLED``), or None for any other name."""
+    return BUNDLED.get(name) if name is not None else None
 
 
 def load_model(name: str | None = None, weights: str | Path | None = None, fmt: str = "auto") -> tuple[ReIDModel, dict]:
@@ -34,6 +42,8 @@ def load_model(name: str | None = None, weights: str | Path | None = None, fmt: 
     """
     if weights is None and name is None:
         return load_checkpoint(DEFAULT_CHECKPOINT)
+    if weights is None and bundled_checkpoint(name):
+        return load_checkpoint(BUNDLED[name])
     if weights is None:
         return build_model(name).eval(), {"spec": {"arch": name}, "weights": None}
     weights = Path(weights)
