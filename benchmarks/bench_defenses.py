@@ -8,12 +8,14 @@ I-FGSM (eps 5, steps of 1, 6 of them), both on the gallery side, untargeted, ima
 ``--subset N`` keeps N test identities drawn with ``--seed`` (their queries and gallery images, no
 distractors), since the full PGD evaluation costs 255 gradient passes per gallery image. Training cost
 comes from the checkpoint's JSON (the defense's inner steps + 1, and the wall time it recorded).
-``--write`` appends the table to benchmarks/RESULTS.md with this command.
+``--write`` appends the table to benchmarks/RESULTS.md with this command. To evaluate models in parallel
+processes, ``--save ROWS.json`` each, then ``--combine ROWS.json ... --write`` builds one table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -54,18 +56,21 @@ def training_cost(reference: str) -> tuple[str, str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", help="default, default-robust or checkpoints of ours")
+    parser.add_argument("models", nargs="*", help="default, default-robust or checkpoints of ours")
     parser.add_argument("--subset", type=int, help="evaluate on this many test identities (seeded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--write", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    parser.add_argument("--save", help="also write the rows and the setup to this JSON file")
+    parser.add_argument("--combine", nargs="+", default=[], help="build the table from files written by --save")
     args = parser.parse_args()
     device = choose_device(args.device)
     data = load_data(None, None, progress=False)
     if args.subset:
         data = identity_subset(data, args.subset, args.seed)
-    rows = []
+    saved = [json.loads(open(path, encoding="utf-8").read()) for path in args.combine]
+    rows, saved_commands = [row for record in saved for row in record["rows"]], [record["command"] for record in saved]
     for reference in args.models:
         seed_everything(args.seed)
         named = model_from_reference(reference)
@@ -78,6 +83,9 @@ def main() -> None:
             cells += [f"{100 * row['mAP']:.1f}", f"{100 * row['mAP'] / clean:.0f} %"]
             print(f"{reference} {setting.key}: mAP {100 * row['mAP']:.1f} ({time.perf_counter() - started:.0f} s)", flush=True)
         rows.append(cells)
+    if args.save:
+        with open(args.save, "w", encoding="utf-8") as handle:
+            json.dump({"command": sys.argv[1:], "rows": rows}, handle)
     header = ["model", "defense", "passes per image (inner steps + 1)", "training s", "clean mAP"]
     for name in SETTINGS:
         header += [f"{name} mAP", f"{name} ÷ clean"]
@@ -86,6 +94,7 @@ def main() -> None:
         "",
         f"## Defenses: clean and white-box robust mAP ({time.strftime('%Y-%m-%d')})",
         "",
+        *(f"Command: `python benchmarks/bench_defenses.py {' '.join(c)}`  " for c in saved_commands),
         f"Command: `python benchmarks/bench_defenses.py {' '.join(sys.argv[1:])}`  ",
         f"Machine: {torch.get_num_threads()} torch threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), "
         f"device {device}, torch {torch.__version__}. Data: default synthetic, {split}: "

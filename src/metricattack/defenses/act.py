@@ -1,4 +1,4 @@
-"""ACT, anti-collapse triplet (Zhou et al., "Adversarial Attack and Defense in Deep Ranking"; RobRank's "act").
+"""ACT, anti-collapse triplet (Zhou et al., "Adversarial Attack and Defense in Deep Ranking", arXiv 2106.03614; RobRank).
 
 For random triplets (a, p, n) of the batch, the inner attack moves the positive and the negative toward
 each other, p̃, ñ = argmin d(f̂(p̃), f̂(ñ)) within the eps-ball of each, the anchor staying clean; the

@@ -1,4 +1,4 @@
-"""SES, sibling embedding shift (RobRank's "ses" defense, Zhou et al.): the clean loss plus a penalty on the shift.
+"""SES, suppressing embedding shift (Zhou et al., ECCV 2020 supplement, arXiv 2106.03614; RobRank): clean loss plus the shift.
 
 L = L(clean) + β · mean_i d(f̂(x_i + δ*_i), f̂(x_i)),   δ* = argmax_{‖δ‖∞ ≤ ε} d(f̂(x+δ), f̂(x)),
 
