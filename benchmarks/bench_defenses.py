@@ -27,13 +27,14 @@ from results_file import append_section
 
 from metricattack.attacks.campaign import AttackSetting, Campaign
 from metricattack.data.base import ReIDData
+from metricattack.defenses import build_defense
 from metricattack.inputs import load_data, model_from_reference
 from metricattack.models import bundled_checkpoint, read_metadata
 from metricattack.runtime import choose_device, seed_everything
 
 SETTINGS = {
-    "PGD-50x5 eps 8": AttackSetting("pgd", 8.0, "gallery", steps=50, step_size=2.0, restarts=5),
-    "I-FGSM eps 5": AttackSetting("ifgsm", 5.0, "gallery"),
+    "pgd": ("PGD-50x5 eps 8", AttackSetting("pgd", 8.0, "gallery", steps=50, step_size=2.0, restarts=5)),
+    "ifgsm": ("I-FGSM eps 5", AttackSetting("ifgsm", 5.0, "gallery")),
 }
 
 
@@ -45,19 +46,21 @@ def identity_subset(data: ReIDData, count: int, seed: int) -> ReIDData:
 
 
 def training_cost(reference: str) -> tuple[str, str, str]:
-    """(defense name, inner steps + 1, recorded training seconds) from a checkpoint's JSON."""
+    """(defense name, passes per image (inner steps + 1), recorded training seconds: CPU (wall)) from a checkpoint's JSON."""
     meta = read_metadata(bundled_checkpoint(reference) or reference)
-    defense = meta.get("defense")
-    name = defense["name"] if defense else "none"
-    passes = "1" if not defense else str((defense["steps"] if defense["eps"] > 0 else 0) + 1)
-    seconds = meta.get("train_seconds")
-    return name, passes, "" if seconds is None else f"{seconds:.0f}"
+    settings = dict(meta.get("defense") or {"name": "none"})
+    name = settings.pop("name")
+    passes = "1" if name == "none" else str(build_defense(name, **settings).cost)
+    cpu, wall = meta.get("train_cpu_seconds"), meta.get("train_seconds")
+    seconds = " ".join(text for text in (cpu and f"{cpu:.0f}", wall and f"({wall:.0f})") if text)
+    return name, passes, seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", help="default, default-robust or checkpoints of ours")
     parser.add_argument("--subset", type=int, help="evaluate on this many test identities (seeded)")
+    parser.add_argument("--attacks", nargs="+", default=list(SETTINGS), choices=list(SETTINGS), help="which attacks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
@@ -77,7 +80,7 @@ def main() -> None:
         campaign = Campaign(data, [named], [named], device, batch_size=args.batch_size, seed=args.seed, progress=False)
         clean = campaign.clean_metrics(named).mAP
         cells = [reference, *training_cost(reference), f"{100 * clean:.1f}"]
-        for setting in SETTINGS.values():
+        for _, setting in (SETTINGS[a] for a in args.attacks):
             started = time.perf_counter()
             _, (row,) = campaign.run(setting)
             cells += [f"{100 * row['mAP']:.1f}", f"{100 * row['mAP'] / clean:.0f} %"]
@@ -86,8 +89,8 @@ def main() -> None:
     if args.save:
         with open(args.save, "w", encoding="utf-8") as handle:
             json.dump({"command": sys.argv[1:], "rows": rows}, handle)
-    header = ["model", "defense", "passes per image (inner steps + 1)", "training s", "clean mAP"]
-    for name in SETTINGS:
+    header = ["model", "defense", "passes per image (inner steps + 1)", "training CPU s (wall s)", "clean mAP"]
+    for name, _ in (SETTINGS[a] for a in args.attacks):
         header += [f"{name} mAP", f"{name} ÷ clean"]
     split = f"subset of {args.subset} test identities (seed {args.seed})" if args.subset else "full test split"
     lines = [

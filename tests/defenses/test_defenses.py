@@ -223,3 +223,9 @@ def test_bad_options(name, options, message):
 def test_defenses_that_need_a_trained_model(name, model):
     with pytest.raises(InputError, match=f"--defense {name} needs --weights"):
         build_defense(name).prepare_model(model, from_weights=False)
+
+
+def test_cost_is_inner_steps_plus_one():
+    assert build_defense("est", steps=3).cost == 4
+    assert build_defense("hm", eps=0).cost == 1  # no inner attack at eps 0
+    assert build_defense("offline").cost == 2  # copies made once, then twice the images per epoch
