@@ -17,11 +17,12 @@ from metricattack.evaluation.distance import DISTANCE_METRICS
 from metricattack.atomic import atomic_write_text
 from metricattack.config import apply_config
 from metricattack.data.synthetic import SyntheticConfig, contact_sheet, generate
+from metricattack.defenses import DEFENSE_OPTIONS, DEFENSES, build_defense
 from metricattack.errors import InputError
 from metricattack.evaluation.pipeline import Pipeline, pipelines_from_options
 from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.interrupt import interrupt_exit_code, sigterm_raises
-from metricattack.models import FORMAT_NAMES, build_model, model_names, save_checkpoint
+from metricattack.models import FORMAT_NAMES, build_model, bundled_checkpoint, load_model, model_names, save_checkpoint
 from metricattack.options import (
     model_reference,
     Parser,
@@ -130,6 +131,24 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
         parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished settings")
 
 
+def add_defense(parser: argparse.ArgumentParser) -> None:
+    """Training options of a defense (``metricattack train --defense NAME``)."""
+    parser.add_argument("--weights", help="start from this checkpoint of ours (or a bundled model: default, default-robust)")
+    parser.add_argument("--defense", help=f"adversarial training objective: {', '.join(DEFENSES)}")
+    kinds = {"steps": int, "random_start": argparse.BooleanOptionalAction}
+    for option in DEFENSE_OPTIONS:
+        flag = "--defense-" + option.replace("_", "-")
+        if kinds.get(option) is argparse.BooleanOptionalAction:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help="inner attack: start at random in the ball")
+        else:
+            parser.add_argument(flag, type=kinds.get(option, float), help="see README, Defenses (default per defense)")
+
+
+def defense_options(args: argparse.Namespace) -> dict:
+    """The --defense-* options the user gave (None: the defense's default)."""
+    return {o: getattr(args, f"defense_{o}") for o in DEFENSE_OPTIONS if getattr(args, f"defense_{o}") is not None}
+
+
 # --- subcommands ---------------------------------------------------------------------------
 def cmd_synth(args: argparse.Namespace) -> int:
     """metricattack synth: render the synthetic data set (and a contact sheet)."""
@@ -177,12 +196,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = {"embedding_dim": args.embedding_dim}
     if args.input_size:
         options["input_size"] = tuple(args.input_size)
-    model = build_model(args.model, num_classes=data.num_train_pids, **options)
+    defense = build_defense(args.defense, **defense_options(args)) if args.defense else None
+    if defense is None and defense_options(args):
+        given = ", ".join("--defense-" + o.replace("_", "-") for o in sorted(defense_options(args)))
+        raise InputError(f"{given}: defense options need --defense NAME")
+    if args.weights:  # fine-tune a trained model (ours, or the bundled ones by name)
+        model, _ = load_model(args.model, bundled_checkpoint(args.weights) or args.weights)
+    else:
+        model = build_model(args.model, num_classes=data.num_train_pids, **options)
+    if defense is not None:
+        model = defense.prepare_model(model, from_weights=bool(args.weights))
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "milestones"},
                          milestones=tuple(args.milestones))
     metadata = {"dataset": data.name, "train_command": args.command}
+    if defense is not None:
+        metadata.update(defense=defense.settings(), init_weights=args.weights)
+    started, cpu_started = time.perf_counter(), time.process_time()
     train_model(model, data.train, config, out_dir, device, resume=args.resume, image_size=args.image_size,
-                workers=args.workers, progress=not args.no_progress, metadata=metadata)
+                workers=args.workers, progress=not args.no_progress, metadata=metadata, objective=defense)
+    # CPU seconds compare defenses fairly on a shared machine; wall seconds are what the user waits.
+    metadata.update(train_seconds=round(time.perf_counter() - started, 1), train_cpu_seconds=round(time.process_time() - cpu_started, 1))
     metrics = evaluate_model(model, data, device, args.batch_size, image_size=args.image_size, workers=args.workers,
                              progress=False)
     path = save_checkpoint(out_dir / CHECKPOINT_NAME, model, epoch=config.epochs, train_config=asdict(config),
@@ -335,6 +368,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no random horizontal flip")
     p.add_argument("--out", type=out_folder, help="folder for checkpoints (default runs/train-<timestamp>)")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch saved in --out")
+    add_defense(p)
 
     subcommand("attack", cmd_attack, "run one attack setting (white-box or transfer)",
                add_common, add_data, add_model, lambda p: add_attack(p, single=True), lambda p: add_pipeline(p, several=True))  # fmt: skip

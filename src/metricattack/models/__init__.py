@@ -16,8 +16,10 @@ from metricattack.models.torchscript import load_torchscript
 from metricattack.models.wrapped import WrappedModel
 
 DEFAULT_CHECKPOINT = Path(__file__).parent / "default" / "default.safetensors"
+BUNDLED = {"default": DEFAULT_CHECKPOINT, "default-robust": DEFAULT_CHECKPOINT.with_name("default-robust.safetensors")}
 
 __all__ = [
+    "BUNDLED",
     "DEFAULT_CHECKPOINT",
     "EXTERNAL_SOURCES",
     "FORMAT_NAMES",
@@ -26,6 +28,7 @@ __all__ = [
     "ReIDModel",
     "WrappedModel",
     "build_model",
+    "bundled_checkpoint",
     "load_checkpoint",
     "load_foreign",
     "load_model",
@@ -42,6 +45,11 @@ EXTERNAL_SOURCES = {
     "torchscript": load_torchscript,  # torchscript:FILE.pt / FILE.pt2
     "fastreid": load_fastreid,  # fastreid:FILE (config.yaml beside it)
 }
+
+
+def bundled_checkpoint(name: str | None) -> Path | None:
+    """The weights of a model shipped with the package (``BUNDLED``), or None for any other name."""
+    return BUNDLED.get(name) if name is not None else None
 
 
 def load_model(
@@ -61,6 +69,8 @@ def load_model(
         return model, {"spec": model.spec.to_dict(), "weights": None if weights is None else str(weights)}
     if weights is None and name is None:
         return load_checkpoint(DEFAULT_CHECKPOINT, **overrides)
+    if weights is None and bundled_checkpoint(name):
+        return load_checkpoint(BUNDLED[name], **overrides)
     if weights is None:
         model = build_model(name, **overrides).eval()
         return model, {"spec": model.spec.to_dict(), "weights": None}

@@ -22,7 +22,7 @@ import yaml
 
 from metricattack.atomic import read_document
 from metricattack.errors import InputError
-from metricattack.models import EXTERNAL_SOURCES, ModelOptions, load_model
+from metricattack.models import EXTERNAL_SOURCES, ModelOptions, bundled_checkpoint, load_model
 from metricattack.models.options import OPTION_KEYS
 
 MAPPING_KEYS = ("name", "model", "weights", "weights_format") + OPTION_KEYS
@@ -95,6 +95,8 @@ def parse_reference(reference: str | Mapping, where: str = "model reference") ->
         return ModelReference.from_mapping(values, where)
     if reference == "default":
         return ModelReference()
+    if bundled_checkpoint(reference):
+        return ModelReference(reference)
     prefix, sep, target = reference.partition(":")
     if sep and prefix in EXTERNAL_SOURCES:
         count = TARGET_PARTS.get(prefix)

@@ -11,6 +11,7 @@ from torch import nn
 from metricattack.errors import InputError
 from metricattack.models.backbones import BACKBONES
 from metricattack.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from metricattack.models.purifier import PURIFIERS
 
 ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "leaky_relu": lambda: nn.LeakyReLU(0.1)}
 
@@ -52,7 +53,8 @@ class ModelSpec:
     ``embedding_dim`` adds a Linear layer after pooling (None: features are the pooled map);
     ``bnneck`` adds BatchNorm1d whose output is the feature (Luo et al.'s BNNeck);
     ``activation`` follows the neck (torchreid's fc512 uses relu);
-    ``metric`` / ``normalize`` are the distance the model was trained and evaluated with.
+    ``metric`` / ``normalize`` are the distance the model was trained and evaluated with;
+    ``purifier`` puts an input purifier (``PURIFIERS``) in front of the whole model.
     """
 
     arch: str
@@ -67,6 +69,7 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     metric: str = "euclidean"
     normalize: bool = True
+    purifier: str | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -101,6 +104,8 @@ class ReIDModel(nn.Module):
             raise InputError(f"unknown model {spec.arch!r} (expected one of {', '.join(BACKBONES)})")
         if spec.activation not in ACTIVATIONS:
             raise InputError(f"unknown activation {spec.activation!r} (expected one of {', '.join(ACTIVATIONS)})")
+        if spec.purifier is not None and spec.purifier not in PURIFIERS:
+            raise InputError(f"unknown purifier {spec.purifier!r} (expected one of {', '.join(PURIFIERS)})")
         self.spec = spec
         self.preprocess = Preprocess(spec.input_size, spec.mean, spec.std)
         self.backbone = BACKBONES[spec.arch].build(last_stride=spec.last_stride, final_relu=spec.final_relu)
@@ -113,8 +118,15 @@ class ReIDModel(nn.Module):
         self.activation = ACTIVATIONS[spec.activation]()
         self.classifier = nn.Linear(dim, spec.num_classes, bias=False) if spec.num_classes > 0 else None
         self.feature_dim = dim
+        self.purifier = PURIFIERS[spec.purifier]() if spec.purifier is not None else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.purifier is not None:
+            images = self.purifier(images)
+        return self.forward_unpurified(images)
+
+    def forward_unpurified(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The model without its purifier (the whole model when it has none)."""
         pooled = self.backbone(self.preprocess(images)).mean(dim=(2, 3))  # (B, C)
         embedded = self.embedding(pooled) if self.embedding is not None else pooled
         feature = self.neck(embedded) if self.neck is not None else embedded

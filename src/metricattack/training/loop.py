@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -61,6 +62,30 @@ class TrainConfig:
             raise InputError(f"--optimizer: unknown optimizer {self.optimizer!r} (expected adam or sgd)")
 
 
+class BatchObjective(Protocol):
+    """A per-batch training objective (a defense); the loop stays the same for every one."""
+
+    def prepare(
+        self, model: ReIDModel, images: torch.Tensor, labels: torch.Tensor, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Once before training: the 8-bit training images (N,3,H,W) and labels (N,) to sample from."""
+        ...
+
+    def __call__(
+        self, model: ReIDModel, inputs: torch.Tensor, labels: torch.Tensor, criterion: ReIDLoss, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss of a batch (inputs in [0,1], model in train mode) and its parts for logging."""
+        ...
+
+
+def standard_loss(
+    model: ReIDModel, inputs: torch.Tensor, labels: torch.Tensor, criterion: ReIDLoss
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The usual objective: ``criterion`` on the model's train-mode outputs for ``inputs``."""
+    logits, features = model(inputs)
+    return criterion(logits, features, labels)
+
+
 def build_optimizer(model: ReIDModel, config: TrainConfig) -> torch.optim.Optimizer:
     """Adam or SGD (momentum 0.9) over the trainable parameters, with weight decay."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -92,11 +117,14 @@ def train_model(
     workers: int = 0,
     progress: bool = True,
     metadata: dict | None = None,
+    objective: BatchObjective | None = None,
 ) -> ReIDModel:
     """Train ``model`` on ``samples`` (pids relabelled to 0..C-1); checkpoints to ``out_dir`` every epoch.
 
     With ``resume`` the run continues after the last finished epoch and, since the sampler and the
     augmentation are seeded per epoch, ends with the same weights as an uninterrupted run.
+    ``objective`` replaces the usual loss per batch (a defense, see ``metricattack.defenses``); its
+    ``prepare`` may rewrite the training set once, before the sampler is built.
     """
     config.validate()
     if not samples:
@@ -107,10 +135,13 @@ def train_model(
     num_classes = int(labels.max()) + 1
     if model.classifier is None or model.classifier.out_features != num_classes:
         raise InputError(f"the model has {model.spec.num_classes} classes but the training split has {num_classes} identities")
+    model.to(device)
+    images = read_images(samples, 256, image_size, workers, progress)  # sampled from memory every epoch
+    if objective is not None:
+        images, labels = objective.prepare(model, images, labels, device)
     sampler = RandomIdentitySampler(labels.tolist(), config.batch_size, config.num_instances, seed=config.seed)
     criterion = ReIDLoss(config.loss, num_classes, label_smoothing=config.label_smoothing, margin=config.margin)
     augment = TrainAugment(flip=config.flip, erase_p=config.erase_p)
-    model.to(device)
     optimizer = build_optimizer(model, config)
     steps_per_epoch = len(sampler.batches())
     scheduler = build_scheduler(
@@ -131,7 +162,6 @@ def train_model(
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{state_path}: does not fit this model and --optimizer ({exc.__class__.__name__}: {exc})") from None
         start_epoch = state["epoch"] + 1
-    images = read_images(samples, 256, image_size, workers, progress)  # sampled from memory every epoch
     for epoch in range(start_epoch, config.epochs):
         model.train()
         sampler.set_epoch(epoch)
@@ -142,8 +172,10 @@ def train_model(
         for step, batch in enumerate(bar):
             batch = torch.tensor(batch)
             inputs = augment(images[batch].float().div(255), generator).to(device)
-            logits, features = model(inputs)
-            loss, parts = criterion(logits, features, labels[batch].to(device))
+            if objective is None:
+                loss, parts = standard_loss(model, inputs, labels[batch].to(device), criterion)
+            else:
+                loss, parts = objective(model, inputs, labels[batch].to(device), criterion, generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             check_finite_step(model, loss, f"epoch {epoch + 1}/{config.epochs}, batch {step + 1}", out_dir)

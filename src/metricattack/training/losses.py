@@ -57,14 +57,18 @@ class TripletLoss(nn.Module):
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Mean loss over the anchors of features (B,D) with integer labels (B,)."""
+        return self.per_anchor(features, labels).mean()
+
+    def per_anchor(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Each anchor's loss (B,)."""
         distances = pairwise_distance(features, features, metric=self.metric)  # (B,B)
         same = labels[:, None] == labels[None, :]
         hardest_positive = distances.masked_fill(~same, float("-inf")).amax(dim=1)
         hardest_negative = distances.masked_fill(same, float("inf")).amin(dim=1)
         gap = hardest_positive - hardest_negative
         if self.margin > 0:
-            return F.relu(gap + self.margin).mean()
-        return F.softplus(gap).mean()
+            return F.relu(gap + self.margin)
+        return F.softplus(gap)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, metric={self.metric!r}"
