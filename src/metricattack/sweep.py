@@ -9,23 +9,26 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from metricattack import __version__
-from metricattack.attacks.campaign import AttackSetting, Campaign, save_adversarial_images
+from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, save_adversarial_images
 from metricattack.errors import InputError
+from metricattack.plans import Job
 from metricattack.report.examples import write_examples
 from metricattack.report.results import read_results, write_results
+from metricattack.robustness import embedding_shift
 
-def settings_from_config(entries: list) -> list[AttackSetting]:
-    """Settings from a YAML list of mappings (keys as AttackSetting fields), checked."""
-    known = {f.name for f in fields(AttackSetting)}
+def settings_from_config(entries: list) -> list[AttackSetting | Job]:
+    """Settings from a YAML list of mappings (keys as AttackSetting fields, plus a Job's ``source`` and ``series``), checked."""
+    job_keys = {"source", "series"}
+    known = {f.name for f in fields(AttackSetting)} | job_keys
     settings = []
     if not isinstance(entries, list) or not entries:
         raise InputError("settings: expected a non-empty list of attack settings")
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict) or set(entry) - known:
             raise InputError(f"settings[{number}]: expected a mapping with keys among {sorted(known)}, got {entry!r}")
-        setting = AttackSetting(**entry)
+        setting = AttackSetting(**{k: v for k, v in entry.items() if k not in job_keys})
         setting.validate()
-        settings.append(setting)
+        settings.append(Job(setting, **{k: v for k, v in entry.items() if k in job_keys}) if job_keys & set(entry) else setting)
     return settings
 
 
@@ -66,37 +69,51 @@ def base_record(campaign: Campaign, command: str) -> dict:
 
 def run_sweep(
     campaign: Campaign,
-    settings: list[AttackSetting],
+    settings: list[AttackSetting | Job],
     out_dir: str | Path,
     command: str,
     resume: bool = False,
     save_images: str | Path | None = None,
     examples: int = 3,
+    models: dict[str, NamedModel] | None = None,
+    extra: dict | None = None,
 ) -> dict:
-    """Clean evaluation, then each setting; the record is rewritten after every setting so a run can resume."""
-    for setting in settings:
-        setting.validate()
+    """Clean evaluation, then each setting; the record is rewritten after every setting so a run can resume.
+
+    A Job's ``source`` is looked up in ``models`` (reference -> loaded model); ``extra`` entries are added
+    to the record's top level.
+    """
+    jobs = [s if isinstance(s, Job) else Job(s) for s in settings]
+    for job in jobs:
+        job.setting.validate()
+        if job.source is not None and job.source not in (models or {}):
+            raise InputError(f"settings: source model {job.source!r} was not loaded")
     out_dir = Path(out_dir)
     check_out_dir(out_dir, resume)
     previous_record = {"results": [], "examples": {}}
     if resume and (out_dir / "results.json").is_file():
         previous_record = read_results(out_dir)
     done = previous_record["results"]
-    record = base_record(campaign, command)
+    record = {**base_record(campaign, command), **(extra or {})}
+    if previous_record.get("dataset", record["dataset"]) != record["dataset"]:
+        raise InputError(f"--resume: {out_dir} was run on other data ({previous_record['dataset'].get('num_query')} queries); "
+                         "use the same data set and --subset, or another --out")
     finished = {(row["key"], row["target"]) for row in done}
-    for setting in tqdm(settings, desc="settings", disable=not campaign.progress):
-        previous = [row for row in done if row["key"] == setting.key]
-        if previous and all((setting.key, named.name) in finished for named in campaign.targets):
+    for job in tqdm(jobs, desc="settings", disable=not campaign.progress):
+        previous = [row for row in done if row["key"] == job.key]
+        if previous and all((job.key, named.name) in finished for named in campaign.targets):
             record["results"] += previous
-            if setting.key in previous_record.get("examples", {}):
-                record["examples"][setting.key] = previous_record["examples"][setting.key]
+            if job.key in previous_record.get("examples", {}):
+                record["examples"][job.key] = previous_record["examples"][job.key]
             continue
-        outcome, rows = campaign.run(setting)
-        record["results"] += [{"key": setting.key, **row} for row in rows]
+        outcome, rows = campaign.run(job.setting, None if job.source is None else [models[job.source]])
+        series = {} if job.series is None else {"series": job.series}
+        record["results"] += [{"key": job.key, **row, **series, "embedding_shift": embedding_shift(campaign, outcome, named)}
+                              for row, named in zip(rows, campaign.targets)]
         if examples:
-            record["examples"][setting.key] = write_examples(campaign, outcome, out_dir, examples)
+            record["examples"][job.key] = write_examples(campaign, outcome, out_dir, examples)
         if save_images is not None:
-            save_adversarial_images(campaign, outcome, Path(save_images) / setting.key)
+            save_adversarial_images(campaign, outcome, Path(save_images) / job.key)
         write_results(out_dir, record)
     write_results(out_dir, record)
     return record

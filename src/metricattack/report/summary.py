@@ -1,7 +1,8 @@
 """Robustness summaries of mAP-eps curves: the relative area under the curve and the eps at half mAP.
 
-A curve is every result row that shares (attack, norm, side, goal, source, target), sorted by eps,
-with the clean mAP of the target model standing at eps 0.
+A curve is every result row that shares (attack, norm, side, goal, source, target, series), sorted by
+eps, with the clean mAP of the target model standing at eps 0; ``series`` (absent on most rows) keeps
+e.g. the robust plan's convergence rows (other step counts) off the eps curves.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-CURVE_FIELDS = ("attack", "norm", "side", "goal", "source", "target")
+CURVE_FIELDS = ("attack", "norm", "side", "goal", "source", "target", "series")
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,11 @@ def curves(record: dict) -> list[Curve]:
         groups[tuple(row.get(field) for field in CURVE_FIELDS)].append(row)
     models = {row.get("source") for row in record["results"]} | {row.get("target") for row in record["results"]}
     found = []
-    for (attack, norm, side, goal, source, target), rows in groups.items():
+    for (attack, norm, side, goal, source, target, series), rows in groups.items():
         rows = sorted(rows, key=lambda row: row["eps"])
         clean = record["clean"].get(target, {})
-        label = f"{attack} {norm} {side} {goal}" + (f" ({source} -> {target})" if len(models) > 1 else "")
+        label = f"{attack} {norm} {side} {goal}" + (f" [{series}]" if series else "")
+        label += f" ({source} -> {target})" if len(models) > 1 else ""
         found.append(
             Curve(label, [r["eps"] for r in rows], [r["mAP"] for r in rows], [r["rank1"] for r in rows],
                   clean.get("mAP", float("nan")), clean.get("rank1", float("nan")))
