@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -26,8 +27,8 @@ class Job:
 
     @property
     def key(self) -> str:
-        """The setting's key, plus the source for a transfer attack (unique within a run)."""
-        return self.setting.key + (f"-from-{self.source}" if self.source is not None else "")
+        """The setting's key, plus the source's name (a checkpoint's file stem) for a transfer attack."""
+        return self.setting.key + (f"-from-{Path(self.source).stem}" if self.source is not None else "")
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,7 @@ def run_sweep(
         series = {} if job.series is None else {"series": job.series}
         record["results"] += [{"key": job.key, **row, **series, "embedding_shift": embedding_shift(campaign, outcome, named)}
                               for row, named in zip(rows, campaign.targets)]
-        if examples:
+        if examples and job.source is None:  # examples are filed under the setting's key, which transfer shares
             record["examples"][job.key] = write_examples(campaign, outcome, out_dir, examples)
         if save_images is not None:
             save_adversarial_images(campaign, outcome, Path(save_images) / job.key)
