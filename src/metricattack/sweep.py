@@ -108,8 +108,8 @@ def run_sweep(
             continue
         outcome, rows = campaign.run(job.setting, None if job.source is None else [models[job.source]])
         series = {} if job.series is None else {"series": job.series}
-        record["results"] += [{"key": job.key, **row, **series, "embedding_shift": embedding_shift(campaign, outcome, named)}
-                              for row, named in zip(rows, campaign.targets)]
+        shift = {named.name: embedding_shift(campaign, outcome, named) for named in campaign.targets}
+        record["results"] += [{"key": job.key, **row, **series, "embedding_shift": shift[row["target"]]} for row in rows]
         if examples and job.source is None:  # examples are filed under the setting's key, which transfer shares
             record["examples"][job.key] = write_examples(campaign, outcome, out_dir, examples)
         if save_images is not None:
