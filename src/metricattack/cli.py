@@ -22,6 +22,7 @@ from metricattack.data.subset import subset_query_identities
 from metricattack.models import DEFAULT_CHECKPOINT, FORMAT_NAMES, build_model, load_model, model_names, read_metadata, save_checkpoint
 from metricattack.models.checkpoints import checkpoint_paths
 from metricattack.report.compare import training_summary, write_compare
+from metricattack.report.sanity import status
 from metricattack.report.examples import write_examples
 from metricattack.report.html import build_report
 from metricattack.report.results import text_table, transfer_matrix, write_results
@@ -194,13 +195,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if dropped:
         print(f"skipped {len(dropped)} transfer settings: their source is the model under test")
     campaign = build_campaign(args, [victim], targets)
+    training = {"training": {victim.name: training_summary(main_metadata(args))}}
     record = run_sweep(campaign, settings, out_dir, args.command, resume=args.resume, save_images=args.save_images,
-                       examples=args.examples, models=sources, extra={"training": {victim.name: training_summary(main_metadata(args))}})
+                       examples=args.examples, models=sources, extra=training)
     if args.sanity_checks or plan.sanity_checks:
         record["sanity"] = sanity_checks(campaign, record, victim, HEADLINE.key)
         write_results(out_dir, record)
         for check in record["sanity"]["checks"]:
-            print(f"sanity {check['name']}: {'-' if check['passed'] is None else 'pass' if check['passed'] else 'FAIL'}: {check['summary']}")
+            print(f"sanity check {check['name']}: {status(check)}: {check['summary']}")
     finish_run(record, out_dir)
     return 0
 

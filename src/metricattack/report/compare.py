@@ -292,9 +292,13 @@ def compare_html(models: list[ComparedModel], figure: bytes | None) -> str:
     """The whole page."""
     summary_headers, summary = summary_table(models)
     matrix_headers, matrix = map_matrix(models)
-    image = ('<p class="note">No model was attacked at several eps, so there is no curve to plot.</p>' if figure is None else
-             f'<figure><img src="data:image/png;base64,{base64.b64encode(figure).decode()}" alt="mAP against eps, every model"></figure>')  # fmt: skip
-    runs = facts_table([(m.label, f"{m.run_dir} ({m.record['dataset'].get('name', '?')}, {m.record.get('command', '-')})") for m in models])
+    if figure is None:
+        image = '<p class="note">No model was attacked at several eps, so there is no curve to plot.</p>'
+    else:
+        source = f"data:image/png;base64,{base64.b64encode(figure).decode()}"
+        image = f'<figure><img src="{source}" alt="mAP against eps, every model"></figure>'
+    runs = facts_table([(m.label, f"{m.run_dir} ({m.record['dataset'].get('name', '?')}, {m.record.get('command', '-')})")
+                        for m in models])  # fmt: skip
     note = (
         '<p class="note">Metrics in percent. PGD-50 eps 8: white-box gallery PGD, 50 steps of eps/4 from 5 random starts, '
         "the best iterate per image kept (the robust plan's headline); I-FGSM eps 5: the paper's setting; transfer: the "
