@@ -236,7 +236,10 @@ def monotone_check(record: dict, name: str) -> dict:
              for rows in curves for a, b in zip(rows, rows[1:]) if b["mAP"] > a["mAP"] + MONOTONE_TOLERANCE]  # fmt: skip
     if not curves:
         return _check("monotone", None, "no white-box attack measured at several eps")
-    summary = "mAP falls (or stays) as eps grows on every curve" if not rises else f"mAP rises with eps at {', '.join(rises)}: the attack is not converging"
+    summary = "mAP falls (or stays) as eps grows on every curve"
+    if rises:
+        summary = (f"mAP rises with eps at {', '.join(rises)}: a larger ball left a better ranking, so the attack does "
+                   "not optimise what is evaluated (or does not converge) there; its numbers overstate robustness")
     return _check("monotone", not rises, summary, rises=rises)
 
 
