@@ -205,10 +205,10 @@ def _markdown(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]) + "\n"
 
 
-def summary_table(models: list[ComparedModel]) -> tuple[list[str], list[list[str]]]:
-    """Headers and formatted rows of the summary."""
-    rows = summary_rows(models)
-    return [title for _, title in SUMMARY_COLUMNS], [[summary_cell(c, row[c]) for c, _ in SUMMARY_COLUMNS] for row in rows]
+def summary_table(models: list[ComparedModel], skip: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
+    """Headers and formatted rows of the summary, without the columns in ``skip``."""
+    rows, columns = summary_rows(models), [(c, title) for c, title in SUMMARY_COLUMNS if c not in skip]
+    return [title for _, title in columns], [[summary_cell(c, row[c]) for c, _ in columns] for row in rows]
 
 
 def markdown_text(models: list[ComparedModel]) -> str:
@@ -238,7 +238,7 @@ def curves_png(models: list[ComparedModel]) -> bytes | None:
     colours = {m.label: f"C{i % 10}" for i, m in enumerate(models)}
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
-    figure = Figure(figsize=(4.2 * columns, 3.3 * rows))
+    figure = Figure(figsize=(4.2 * columns, 3.3 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).flatten()
     for axis, ((attack, norm, side, goal, restarts), lines) in zip(axes, panels.items()):
         for label, eps, values in lines:
@@ -285,12 +285,12 @@ def training_html(models: list[ComparedModel]) -> str:
         rows.append([model.label, t["defense"], options, summary_cell("cost", t["cost"]), summary_cell("s", t["train_seconds"]),
                      summary_cell("epochs", t["epochs"]), t["train_command"] or "-"])  # fmt: skip
     headers = ["model", "defense", "options", "inner steps + 1", "training seconds", "epochs", "training command"]
-    return "<h2>Training</h2>" + table(headers, rows, text_columns=3)
+    return "<h2>Training</h2>" + table(headers, rows, text_columns=len(headers))
 
 
 def compare_html(models: list[ComparedModel], figure: bytes | None) -> str:
     """The whole page."""
-    summary_headers, summary = summary_table(models)
+    summary_headers, summary = summary_table(models, skip=("run",))  # the runs are listed above
     matrix_headers, matrix = map_matrix(models)
     if figure is None:
         image = '<p class="note">No model was attacked at several eps, so there is no curve to plot.</p>'
@@ -310,7 +310,7 @@ def compare_html(models: list[ComparedModel], figure: bytes | None) -> str:
         "<h1>metricattack compare</h1>",
         f'<p class="note">{len(models)} models, compared {escape(time.strftime("%Y-%m-%d %H:%M:%S"))}</p>',
         "<h2>Runs</h2>", runs,
-        "<h2>Summary</h2>", note, table(summary_headers, summary, text_columns=3),
+        "<h2>Summary</h2>", note, table(summary_headers, summary, text_columns=2),
         "<h2>mAP against eps</h2>", image,
         "<h2>mAP of every setting</h2>", table(matrix_headers, matrix, text_columns=2),
         training_html(models), sanity_html(models),

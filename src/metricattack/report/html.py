@@ -41,7 +41,7 @@ figure { margin: .8em 0; }
 .warning { background: #fdecea; border-left: 4px solid #d7191c; padding: .4em .8em; }
 tbody tr.pass td:nth-child(2) { color: #1a9641; font-weight: 600; }
 tbody tr.fail td:nth-child(2) { color: #d7191c; font-weight: 600; }
-td.text { white-space: normal; }
+tr.pass td, tr.fail td, tr.skipped td { white-space: normal; }
 """
 
 
