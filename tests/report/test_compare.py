@@ -70,6 +70,7 @@ def test_training_summary_reads_defense_options_defensively():
     est = training_summary({"defense": {"name": "est", "eps": 8, "steps": 3}, "train_seconds": 90.5, "epoch": 4})
     assert (est["defense"], est["inner_steps"], est["cost"], est["train_seconds"], est["epochs"]) == ("est", 3, 4, 90.5, 4)
     assert training_summary({"defense": {"name": "est", "eps": 0, "steps": 3}})["cost"] == 1  # eps 0: no inner attack
+    assert training_summary({"defense": {"name": "offline", "steps": 6, "cost": 1.2}})["cost"] == 1.2  # its own figure wins
     odd = training_summary({"defense": "purifier", "train_seconds": "slow", "train_config": []})
     assert (odd["defense"], odd["cost"], odd["train_seconds"], odd["epochs"]) == ("purifier", None, None, None)
 

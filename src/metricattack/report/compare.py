@@ -38,10 +38,16 @@ LONG_COLUMNS = ("model", "run", "key", "attack", "eps", "steps", "side", "goal",
 PERCENT = {"clean_mAP", "clean_rank1", "robust_mAP", "paper_mAP", "transfer_mAP"}
 
 
+def _number(value) -> bool:
+    """A positive int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
 def training_summary(meta: dict) -> dict:
     """How a model was trained, read defensively from its checkpoint metadata: defense name and options
-    (``defense``: a name or a mapping with ``name``, ``eps`` and ``steps``), the cost in passes per image
-    relative to normal training (inner steps + 1; 1 without a defense), ``train_seconds`` and epochs."""
+    (``defense``: a name or a mapping with ``name``, ``eps``, ``steps`` and optionally ``cost``), the cost in
+    passes per image relative to normal training (the defense's ``cost``, else inner steps + 1; 1 without a
+    defense), ``train_seconds`` and epochs."""
     defense = meta.get("defense")
     defense = {"name": defense} if isinstance(defense, str) else defense if isinstance(defense, dict) else None
     steps = defense.get("steps", defense.get("inner_steps")) if defense else 0
@@ -55,8 +61,8 @@ def training_summary(meta: dict) -> dict:
         "defense": str(defense.get("name", "?")) if defense else "none",
         "options": {k: v for k, v in defense.items() if k != "name"} if defense else {},
         "inner_steps": steps,
-        "cost": None if steps is None else steps + 1,
-        "train_seconds": seconds if isinstance(seconds, (int, float)) and seconds > 0 else None,
+        "cost": defense["cost"] if defense and _number(defense.get("cost")) else None if steps is None else steps + 1,
+        "train_seconds": seconds if _number(seconds) else None,
         "epochs": epochs if isinstance(epochs, int) and epochs > 0 else None,
         "train_command": meta.get("train_command"),
     }
