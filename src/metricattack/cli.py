@@ -22,7 +22,11 @@ from metricattack.errors import InputError
 from metricattack.evaluation.pipeline import Pipeline, pipelines_from_options
 from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.interrupt import interrupt_exit_code, sigterm_raises
-from metricattack.models import FORMAT_NAMES, build_model, bundled_checkpoint, load_model, model_names, save_checkpoint
+from metricattack.data.subset import subset_query_identities
+from metricattack.models import DEFAULT_CHECKPOINT, FORMAT_NAMES, build_model, bundled_checkpoint, load_model, model_names, read_metadata, save_checkpoint
+from metricattack.models.checkpoints import checkpoint_paths
+from metricattack.report.compare import training_summary, write_compare
+from metricattack.report.sanity import status
 from metricattack.options import (
     model_reference,
     Parser,
@@ -44,8 +48,9 @@ from metricattack.report.html import build_report
 from metricattack.report.results import text_table, transfer_matrix, write_results
 from metricattack.retrieval import evaluate_model, metrics_line
 from metricattack.runtime import choose_device, seed_everything
-from metricattack.plans import PLANS, get_plan
+from metricattack.plans import HEADLINE, PLANS, get_plan, resolve_sources
 from metricattack.inputs import main_reference
+from metricattack.robustness import sanity_checks
 from metricattack.sweep import base_record, check_against_data, check_out_dir, run_sweep, settings_from_config
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 
@@ -129,6 +134,9 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
                             help="named sweep: " + "; ".join(f"{p.name}: {p.description}" for p in PLANS.values()))
         parser.add_argument("--out", type=out_folder, help="run folder (default runs/<timestamp>)")
         parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished settings")
+        parser.add_argument("--subset", type=positive_int, metavar="N", help="only the queries of N query identities drawn with --seed")
+        parser.add_argument("--sanity-checks", action="store_true", help="also run the robust evaluation's sanity checks "
+                            "(on with --plan robust)")
 
 
 def add_defense(parser: argparse.ArgumentParser) -> None:
@@ -231,6 +239,8 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
     seed_everything(args.seed)
     pipelines = pipelines_from_options(args.flip, args.query_expansion, args.rerank, args.pipelines)  # checked before reading data
     data = load_data(args.dataset, args.data_root, not args.no_progress)
+    if getattr(args, "subset", None) is not None:
+        data = subset_query_identities(data, args.subset, args.seed)
     return Campaign(data, sources, targets, device, batch_size=args.batch_size, seed=args.seed,
                     quantize_images=not args.no_quantize, average_precision=args.ap,
                     image_size=args.image_size, workers=args.workers, progress=not args.no_progress,
@@ -243,6 +253,14 @@ def main_model(args: argparse.Namespace) -> NamedModel:
     return NamedModel(reference.display_name, reference.load()[0])
 
 
+def main_metadata(args: argparse.Namespace) -> dict:
+    """The checkpoint metadata of the model --model / --weights name (empty for foreign or random weights)."""
+    if args.weights is None:
+        bundled = bundled_checkpoint(args.model or "default")
+        return read_metadata(bundled) if bundled else {}
+    return read_metadata(args.weights) if checkpoint_paths(args.weights)[1].is_file() else {}
+
+
 def finish_run(record: dict, out_dir: Path) -> None:
     """Print the table and where the files are; build the report."""
     print(text_table(record), end="")
@@ -252,16 +270,26 @@ def finish_run(record: dict, out_dir: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """metricattack run: the sweep of settings on one model, with result files and the report."""
+    plan = get_plan(args.plan)
     attack_options = build_parser()[1]["attack"]  # a YAML setting's values get the checks of `attack`'s options
-    settings = settings_from_config(args.settings, attack_options) if args.settings is not None else list(get_plan(args.plan).settings)
+    settings = settings_from_config(args.settings, attack_options) if args.settings is not None else list(plan.settings)
     victim = main_model(args)
     targets = unique_names([victim] + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     args.out = str(out_dir)  # named by the resume hint if interrupted
     check_out_dir(out_dir, args.resume)
+    settings, sources, dropped = resolve_sources(settings, victim, model_from_reference)
+    if dropped:
+        print(f"skipped {len(dropped)} transfer settings: their source is the model under test")
     campaign = build_campaign(args, [victim], targets)
-    record = run_sweep(campaign, settings, out_dir, args.command, resume=args.resume,
-                       save_images=args.save_images, examples=args.examples)
+    training = {"training": {victim.name: training_summary(main_metadata(args))}}
+    record = run_sweep(campaign, settings, out_dir, args.command, resume=args.resume, save_images=args.save_images,
+                       examples=args.examples, models=sources, extra=training)
+    if args.sanity_checks or plan.sanity_checks:
+        record["sanity"] = sanity_checks(campaign, record, victim, HEADLINE.key)
+        write_results(out_dir, record)
+        for check in record["sanity"]["checks"]:
+            print(f"sanity check {check['name']}: {status(check)}: {check['summary']}")
     finish_run(record, out_dir)
     return 0
 
@@ -294,6 +322,13 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if out_dir is not None:
         write_results(out_dir, record)
         print(f"results in {out_dir}/results.json, results.csv, results.md")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """metricattack compare: several runs side by side (HTML page, Markdown and CSV tables)."""
+    out_dir = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    print(f"comparison: {write_compare(args.run_dirs, out_dir)} (and compare.md, compare.csv)")
     return 0
 
 
@@ -376,6 +411,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                add_common, add_data, add_model, lambda p: add_attack(p, single=False), lambda p: add_pipeline(p, several=True))  # fmt: skip
     p = subcommand("report", cmd_report, "rebuild a run's report.html from its results.json")
     p.add_argument("run_dir", help="a folder written by metricattack run")
+    p = subcommand("compare", cmd_compare, "compare the models of several runs (clean, robust, cost, sanity checks)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders written by metricattack run")
+    p.add_argument("--out", help="folder for compare.html, compare.md, compare.csv (default runs/compare-<timestamp>)")
     return parser, subparsers
 
 

@@ -11,37 +11,41 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from metricattack import __version__
-from metricattack.attacks.campaign import AttackSetting, Campaign, assign_targets, save_adversarial_images
+from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, assign_targets, save_adversarial_images
 from metricattack.errors import InputError
 from metricattack.evaluation.pipeline import PLAIN_NAME
 from metricattack.lock import LOCK_NAME, check_unlocked, folder_lock
 from metricattack.options import config_values, folder_problem
+from metricattack.plans import Job
 from metricattack.report.examples import write_examples
 from metricattack.report.results import read_results, write_results
+from metricattack.robustness import embedding_shift
 
 
 # what must match for --resume to continue a run: the rows of the record must come from the same experiment
 IDENTITY_KEYS = ("seed", "quantize", "average_precision", "dataset", "models", "plan")
 
 
-def settings_from_config(entries: list, options: argparse.ArgumentParser | None = None) -> list[AttackSetting]:
-    """Settings from a YAML list of mappings (keys as AttackSetting fields), checked.
+def settings_from_config(entries: list, options: argparse.ArgumentParser | None = None) -> list[AttackSetting | Job]:
+    """Settings from a YAML list of mappings (keys as AttackSetting fields, plus a Job's ``source`` and ``series``), checked.
 
     With ``options`` (the ``attack`` command's parser) each value goes through the same check as the
     command-line option of that name (``eps`` as ``--eps``).
     """
-    known = {f.name for f in fields(AttackSetting)}
+    job_keys = {"source", "series"}
+    known = {f.name for f in fields(AttackSetting)} | job_keys
     settings = []
     if not isinstance(entries, list) or not entries:
         raise InputError("settings: expected a non-empty list of attack settings")
     for number, entry in enumerate(entries, 1):
         if not isinstance(entry, dict) or set(entry) - known:
             raise InputError(f"settings[{number}]: expected a mapping with keys among {sorted(known)}, got {entry!r}")
+        setting_values = {k: v for k, v in entry.items() if k not in job_keys}
         if options is not None:
-            entry = config_values(options, entry, f"settings[{number}]")
-        setting = AttackSetting(**entry)
+            setting_values = config_values(options, setting_values, f"settings[{number}]")
+        setting = AttackSetting(**setting_values)
         setting.validate()
-        settings.append(setting)
+        settings.append(Job(setting, **{k: v for k, v in entry.items() if k in job_keys}) if job_keys & set(entry) else setting)
     return settings
 
 
@@ -121,50 +125,60 @@ def base_record(campaign: Campaign, command: str) -> dict:
 
 def run_sweep(
     campaign: Campaign,
-    settings: list[AttackSetting],
+    settings: list[AttackSetting | Job],
     out_dir: str | Path,
     command: str,
     resume: bool = False,
     save_images: str | Path | None = None,
     examples: int = 3,
+    models: dict[str, NamedModel] | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Clean evaluation, then each setting; the record is rewritten after every setting so a run can resume.
 
     Every setting is checked against the data first; the folder is locked while the run writes into it.
+    A Job's ``source`` is looked up in ``models`` (reference -> loaded model); ``extra`` entries are added
+    to the record's top level.
     """
-    check_against_data(campaign, settings)
+    jobs = [s if isinstance(s, Job) else Job(s) for s in settings]
+    check_against_data(campaign, [job.setting for job in jobs])
+    for job in jobs:
+        if job.source is not None and job.source not in (models or {}):
+            raise InputError(f"settings: source model {job.source!r} was not loaded")
     out_dir = Path(out_dir)
     check_out_dir(out_dir, resume)
     with folder_lock(out_dir):
-        return _sweep(campaign, settings, out_dir, command, resume, save_images, examples)
+        return _sweep(campaign, jobs, out_dir, command, resume, save_images, examples, models or {}, extra or {})
 
 
 def _sweep(
-    campaign: Campaign, settings: list[AttackSetting], out_dir: Path, command: str, resume: bool,
-    save_images: str | Path | None, examples: int,
+    campaign: Campaign, jobs: list[Job], out_dir: Path, command: str, resume: bool,
+    save_images: str | Path | None, examples: int, models: dict[str, NamedModel], extra: dict,
 ) -> dict:  # fmt: skip
     """``run_sweep``'s work, inside the folder lock."""
     previous_record = {"results": [], "examples": {}}
     if resume and (out_dir / "results.json").is_file():
         previous_record = read_results(out_dir)
     done = previous_record["results"]
-    record = {**base_record(campaign, command), "plan": [setting.key for setting in settings]}
+    record = {**base_record(campaign, command), "plan": [job.key for job in jobs], **extra}
     if "clean" in previous_record:
         check_same_run(previous_record, record, out_dir / "results.json")
     finished = {(row["key"], row["target"], row.get("pipeline", PLAIN_NAME)) for row in done}
-    for setting in tqdm(settings, desc="settings", disable=not campaign.progress):
-        previous = [row for row in done if row["key"] == setting.key]
-        if previous and all((setting.key, named.name, p.name) in finished for named in campaign.targets for p in campaign.pipelines):
+    for job in tqdm(jobs, desc="settings", disable=not campaign.progress):
+        previous = [row for row in done if row["key"] == job.key]
+        if previous and all((job.key, named.name, p.name) in finished for named in campaign.targets for p in campaign.pipelines):
             record["results"] += previous
-            if setting.key in previous_record.get("examples", {}):
-                record["examples"][setting.key] = previous_record["examples"][setting.key]
+            if job.key in previous_record.get("examples", {}):
+                record["examples"][job.key] = previous_record["examples"][job.key]
             continue
-        outcome, rows = campaign.run(setting)
-        record["results"] += [{"key": setting.key, **row} for row in rows]
-        if examples:
-            record["examples"][setting.key] = write_examples(campaign, outcome, out_dir, examples)
+        outcome, rows = campaign.run(job.setting, None if job.source is None else [models[job.source]])
+        series = {} if job.series is None else {"series": job.series}
+        shift = {named.name: embedding_shift(campaign, outcome, named) for named in campaign.targets}
+        record["results"] += [{"key": job.key, **row, **series, "embedding_shift": shift[row["target"]]} for row in rows]
+        if examples and job.source is None:  # examples are filed under the setting's key, which transfer shares
+            record["examples"][job.key] = write_examples(campaign, outcome, out_dir, examples)
         if save_images is not None:
-            save_adversarial_images(campaign, outcome, Path(save_images) / setting.key)
+            save_adversarial_images(campaign, outcome, Path(save_images) / job.key)
         write_results(out_dir, record)
     write_results(out_dir, record)
     return record

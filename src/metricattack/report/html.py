@@ -14,6 +14,7 @@ from urllib.parse import quote
 from metricattack.atomic import atomic_write_text
 from metricattack.report.plots import AMPLIFY, plot_curves, plot_pairs, plot_ranking
 from metricattack.report.results import RESULT_COLUMNS, clean_rows, format_cell, read_results, table_rows
+from metricattack.report.sanity import MEANING, sanity_facts, sanity_rows, warnings
 from metricattack.report.summary import curves, eps_at_half, relative_auc
 
 MAX_EXAMPLE_SETTINGS = 6
@@ -41,6 +42,10 @@ tbody tr.clean td { background: #eef7ee; font-weight: 600; }
 img { max-width: 100%; height: auto; }
 figure { margin: .8em 0; }
 .note { color: #555; font-size: .9em; }
+.warning { background: #fdecea; border-left: 4px solid #d7191c; padding: .4em .8em; }
+tbody tr.pass td:nth-child(2) { color: #1a9641; font-weight: 600; }
+tbody tr.fail td:nth-child(2) { color: #d7191c; font-weight: 600; }
+tr.pass td, tr.fail td, tr.skipped td { white-space: normal; }
 """
 
 
@@ -159,6 +164,16 @@ def curves_section(record: dict, run_dir: Path) -> str:
     return "<h2>Robustness</h2>" + figure + table(headers, rows, text_columns=2) + explain
 
 
+def sanity_section(record: dict) -> str:
+    """The robust evaluation's sanity checks (nothing when the run made none): warnings first, then every check."""
+    if not record.get("sanity"):
+        return ""
+    rows, attributes = sanity_rows(record["sanity"])
+    return ("<h2>Sanity checks</h2>" + warnings(record["sanity"]) + sanity_facts(record["sanity"])
+            + table(["check", "result", "details"], rows, text_columns=3, row_attributes=attributes)
+            + f'<p class="note">{escape(MEANING)}</p>')  # fmt: skip
+
+
 def example_settings(record: dict) -> list[str]:
     """Which settings' examples to show: for each curve that saved examples, the setting with eps nearest 5;
     curves of a new (side, goal) first, so query-side and targeted attacks are not crowded out; at most 6."""
@@ -220,6 +235,7 @@ def build_report(run_dir: str | Path) -> Path:
         f'<p class="note">{escape(subtitle)}</p>',
         settings_section(record),
         results_section(record),
+        sanity_section(record),
         curves_section(record, run_dir),
         examples_section(record, run_dir),
     ])  # fmt: skip

@@ -1,7 +1,8 @@
 """Robustness summaries of mAP-eps curves: the relative area under the curve and the eps at half mAP.
 
-A curve is every result row that shares (attack, norm, side, goal, source, target, pipeline), sorted by
-eps, with the clean mAP of the target model under that pipeline standing at eps 0.
+A curve is every result row that shares (attack, norm, side, goal, source, target, pipeline, series), sorted
+by eps, with the clean mAP of the target model under that pipeline standing at eps 0; ``series`` (absent on
+most rows) keeps e.g. the robust plan's convergence rows (other step counts) off the eps curves.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from metricattack.report.results import clean_of, several_pipelines
 
-CURVE_FIELDS = ("attack", "norm", "side", "goal", "source", "target", "pipeline")
+CURVE_FIELDS = ("attack", "norm", "side", "goal", "source", "target", "pipeline", "series")
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,11 @@ def curves(record: dict) -> list[Curve]:
         groups[tuple(row.get(field) for field in CURVE_FIELDS)].append(row)
     models = {row.get("source") for row in record["results"]} | {row.get("target") for row in record["results"]}
     found = []
-    for (attack, norm, side, goal, source, target, pipeline), rows in groups.items():
+    for (attack, norm, side, goal, source, target, pipeline, series), rows in groups.items():
         rows = sorted(rows, key=lambda row: row["eps"])
         clean = clean_of(record, target, pipeline)
-        label = f"{attack} {norm} {side} {goal}" + (f" ({source} -> {target})" if len(models) > 1 else "")
+        label = f"{attack} {norm} {side} {goal}" + (f" [{series}]" if series else "")
+        label += f" ({source} -> {target})" if len(models) > 1 else ""
         label += f" [{pipeline}]" if several_pipelines(record) else ""
         found.append(
             Curve(label, [r["eps"] for r in rows], [r["mAP"] for r in rows], [r["rank1"] for r in rows],

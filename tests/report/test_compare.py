@@ -1,0 +1,130 @@
+"""`metricattack compare`: the tables from hand-made runs, the page's content, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from metricattack.errors import InputError
+from metricattack.plans import HEADLINE, PAPER_SETTING
+from metricattack.report.compare import (
+    csv_text,
+    load_runs,
+    map_matrix,
+    markdown_text,
+    summary_rows,
+    training_summary,
+    write_compare,
+)
+
+from .test_html import Page
+
+HEADLINE_KEY, PAPER_KEY = HEADLINE.key, PAPER_SETTING.key
+
+
+def result(key: str, mAP: float, eps: float, source: str, target: str, attack: str = "pgd", **extra) -> dict:
+    return {"key": key, "attack": attack, "norm": "linf", "eps": eps, "steps": 50, "side": "gallery", "goal": "untargeted",
+            "restarts": 5, "target_pid": None, "source": source, "target": target, "mAP": mAP, "rank1": mAP,
+            "mINP": mAP / 2, "embedding_shift": 0.5, **extra}  # fmt: skip
+
+
+def write_record(run_dir: Path, model: str, clean: float, results: list[dict], **extra) -> Path:
+    run_dir.mkdir(parents=True)
+    record = {"command": f"metricattack run --weights {model}", "dataset": {"name": "synthetic"}, "seed": 0,
+              "models": {"sources": [model], "targets": {model: {"arch": "compact"}}},
+              "clean": {model: {"mAP": clean, "rank1": clean + 0.05, "mINP": clean / 2}}, "results": results, **extra}  # fmt: skip
+    (run_dir / "results.json").write_text(json.dumps(record))
+    return run_dir
+
+
+SANITY = {"model": "robust", "chance_mAP": 0.02, "passed": 5, "run": 6, "failed": ["transfer"], "checks": [
+    {"name": "eps0", "passed": True, "summary": "eps 0 fine"},
+    {"name": "transfer", "passed": False, "summary": "WARNING: transfer beats white-box (gradient masking)"},
+    {"name": "collapse", "passed": None, "summary": "not run"}]}  # fmt: skip
+
+
+@pytest.fixture
+def runs(tmp_path) -> list[Path]:
+    plain = write_record(tmp_path / "plain", "default", 0.8, [
+        result("pgd-linf-eps4-gallery-untargeted-steps50-alpha1-restarts5", 0.05, 4, "default", "default"),
+        result(HEADLINE_KEY, 0.01, 8, "default", "default"),
+        result(PAPER_KEY, 0.02, 5, "default", "default", attack="ifgsm")],
+        training={"default": training_summary({"train_seconds": 100, "train_config": {"epochs": 10}})})  # fmt: skip
+    robust = write_record(tmp_path / "robust", "robust", 0.6, [
+        result("pgd-linf-eps4-gallery-untargeted-steps50-alpha1-restarts5", 0.45, 4, "robust", "robust"),
+        result(HEADLINE_KEY, 0.3, 8, "robust", "robust"),
+        result(HEADLINE_KEY + "-from-default", 0.5, 8, "default", "robust"),
+        result(PAPER_KEY, 0.42, 5, "robust", "robust", attack="ifgsm")],
+        training={"robust": training_summary({"train_seconds": 1600, "train_config": {"epochs": 20},
+                                              "defense": {"name": "est", "eps": 8, "steps": 3}})},
+        sanity=SANITY)  # fmt: skip
+    return [plain, robust]
+
+
+def test_training_summary_reads_defense_options_defensively():
+    assert training_summary({})["cost"] == 1 and training_summary({})["defense"] == "none"
+    est = training_summary({"defense": {"name": "est", "eps": 8, "steps": 3}, "train_seconds": 90.5, "epoch": 4})
+    assert (est["defense"], est["inner_steps"], est["cost"], est["train_seconds"], est["epochs"]) == ("est", 3, 4, 90.5, 4)
+    assert training_summary({"defense": {"name": "est", "eps": 0, "steps": 3}})["cost"] == 1  # eps 0: no inner attack
+    assert training_summary({"defense": {"name": "offline", "steps": 6, "cost": 1.2}})["cost"] == 1.2  # its own figure wins
+    odd = training_summary({"defense": "purifier", "train_seconds": "slow", "train_config": []})
+    assert (odd["defense"], odd["cost"], odd["train_seconds"], odd["epochs"]) == ("purifier", None, None, None)
+
+
+def test_summary_rows(runs):
+    plain, robust = summary_rows(load_runs(runs))
+    assert (plain["clean_mAP"], plain["robust_mAP"], plain["paper_mAP"], plain["transfer_mAP"]) == (0.8, 0.01, 0.02, None)
+    assert plain["robust_ratio"] == pytest.approx(0.01 / 0.8) and plain["cost"] == 1 and plain["wall_time"] == 1.0
+    assert robust["robust_ratio"] == pytest.approx(0.5) and robust["paper_ratio"] == pytest.approx(0.7)
+    assert robust["transfer_mAP"] == 0.5 and robust["defense"] == "est" and robust["cost"] == 4
+    assert robust["wall_time"] == pytest.approx((1600 / 20) / (100 / 10))
+    assert plain["sanity"] is None and robust["sanity"] == "5/6 (failed: transfer)"
+
+
+def test_map_matrix_lists_every_setting_with_its_source(runs):
+    headers, rows = map_matrix(load_runs(runs))
+    assert headers == ["setting", "source", "default", "robust"]
+    assert rows[0] == ["clean", "-", "80.0", "60.0"]
+    by_key = {(r[0], r[1]): r[2:] for r in rows}
+    assert by_key[(HEADLINE_KEY, "self")] == ["1.0", "30.0"]
+    assert by_key[(HEADLINE_KEY + "-from-default", "default")] == ["-", "50.0"]
+
+
+def test_csv_has_a_row_per_model_and_setting_with_mAP_relative_to_clean(runs):
+    rows = list(csv.DictReader(io.StringIO(csv_text(load_runs(runs)))))
+    assert [(r["model"], r["key"]) for r in rows][:4] == [("default", "clean"), ("default", rows[1]["key"]),
+                                                          ("default", HEADLINE_KEY), ("default", PAPER_KEY)]  # fmt: skip
+    assert len(rows) == 1 + 3 + 1 + 4
+    transfer = next(r for r in rows if r["key"].endswith("-from-default"))
+    assert transfer["source"] == "default" and float(transfer["relative_mAP"]) == pytest.approx(0.5 / 0.6)
+
+
+def test_markdown_and_duplicate_names(runs, tmp_path):
+    twin = write_record(tmp_path / "again", "robust", 0.5, [])
+    models = load_runs([*runs, twin])
+    assert [m.label for m in models] == ["default", "robust (robust)", "robust (again)"]
+    text = markdown_text(models)
+    assert "| est | 60.0 | 65.0 | 30.0 | 0.50 | 42.0 | 0.70 | 50.0 | 4 | 8.00 | 5/6 (failed: transfer) |" in text
+    assert "| robust (again) | " in text and "| none | 50.0 | 55.0 | - | - | - | - | - | 1 | - | - |" in text
+
+
+def test_compare_page_holds_everything_and_no_script(runs, tmp_path):
+    page_path = write_compare(runs, tmp_path / "out")
+    page = page_path.read_text()
+    parsed = Page(page)
+    assert "script" not in parsed.tags and parsed.images and all(src.startswith("data:image/png;base64,") for src in parsed.images)
+    assert all(f"<h2>{title}</h2>" in page for title in ("Summary", "mAP against eps", "Sanity checks", "Training"))
+    assert "gradient masking" in page and 'class="warning"' in page and "no sanity checks" in page
+    assert (tmp_path / "out" / "compare.md").is_file() and (tmp_path / "out" / "compare.csv").is_file()
+    assert (tmp_path / "out" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_run_dirs_are_one_line_errors(tmp_path):
+    with pytest.raises(InputError, match="results.json"):
+        load_runs([tmp_path / "missing"])
+    with pytest.raises(InputError, match="at least one RUN_DIR"):
+        load_runs([])
