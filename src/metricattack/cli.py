@@ -19,12 +19,13 @@ from metricattack.data.synthetic import SyntheticConfig, contact_sheet, generate
 from metricattack.errors import InputError
 from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.models import FORMAT_NAMES, build_model, load_model, model_names, save_checkpoint
+from metricattack.models.zoo import zoo_names, zoo_table
 from metricattack.report.examples import write_examples
 from metricattack.report.html import build_report
 from metricattack.report.results import text_table, transfer_matrix, write_results
 from metricattack.retrieval import evaluate_model, metrics_line
 from metricattack.runtime import choose_device, seed_everything
-from metricattack.plans import PLANS, get_plan
+from metricattack.plans import PLANS, get_plan, source_groups
 from metricattack.sweep import base_record, check_out_dir, run_sweep, settings_from_config
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 
@@ -127,6 +128,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = {"embedding_dim": args.embedding_dim}
     if args.input_size:
         options["input_size"] = tuple(args.input_size)
+    if args.last_stride is not None:
+        options["last_stride"] = args.last_stride
     model = build_model(args.model, num_classes=data.num_train_pids, **options)
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "milestones"},
                          milestones=tuple(args.milestones))
@@ -168,14 +171,17 @@ def finish_run(record: dict, out_dir: Path) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """metricattack run: the sweep of settings on one model, with result files and the report."""
-    settings = settings_from_config(args.settings) if args.settings else list(get_plan(args.plan).settings)
-    victim = main_model(args)
-    targets = unique_names([victim] + [model_from_reference(r) for r in args.target_model])
+    plan = get_plan(args.plan)
+    settings = settings_from_config(args.settings) if args.settings else list(plan.settings)
+    zoo = [model_from_reference(f"zoo:{name}", not args.no_progress) for name in plan.models]
+    victim = zoo[0] if zoo else main_model(args)
+    targets = unique_names((zoo or [victim]) + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     check_out_dir(out_dir, args.resume)
     campaign = build_campaign(args, [victim], targets)
     record = run_sweep(campaign, settings, out_dir, args.command, resume=args.resume,
-                       save_images=args.save_images, examples=args.examples)
+                       save_images=args.save_images, examples=args.examples,
+                       source_groups=source_groups(zoo) if zoo else None)
     finish_run(record, out_dir)
     return 0
 
@@ -206,6 +212,15 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if out_dir is not None:
         write_results(out_dir, record)
         print(f"results in {out_dir}/results.json, results.csv, results.md")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    """metricattack zoo: train the zoo models not on disk yet (unless --list), then list them."""
+    names = args.names or zoo_names()
+    for name in names if not args.list else []:
+        model_from_reference(f"zoo:{name}", not args.no_progress)
+    print(zoo_table(names), end="")
     return 0
 
 
@@ -248,6 +263,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--model", default="compact", help=f"architecture ({', '.join(model_names())})")
     p.add_argument("--embedding-dim", type=int, help="add a linear embedding of this size before the BNNeck")
     p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="model input size (default per model)")
+    p.add_argument("--last-stride", type=int, choices=(1, 2), help="ResNet: stride of the last stage (default 1)")
     for f in fields(TrainConfig):
         if f.name in ("seed", "batch_size", "milestones", "flip"):
             continue
@@ -262,6 +278,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                add_common, add_data, add_model, lambda p: add_attack(p, single=True))  # fmt: skip
     subcommand("run", cmd_run, "the main job: clean evaluation and the standard attack sweep, with a report",
                add_common, add_data, add_model, lambda p: add_attack(p, single=False))  # fmt: skip
+    p = subcommand("zoo", cmd_zoo, "the model zoo: train missing models (cached), list clean metrics", add_common)
+    p.add_argument("names", nargs="*", help=f"zoo models (default all: {', '.join(zoo_names())})")
+    p.add_argument("--list", action="store_true", help="only list, train nothing")
     p = subcommand("report", cmd_report, "rebuild a run's report.html from its results.json")
     p.add_argument("run_dir", help="a folder written by metricattack run")
     return parser, subparsers

@@ -11,6 +11,8 @@ from metricattack.data.base import ReIDData
 from metricattack.data.synthetic import SyntheticConfig, cached_synthetic
 from metricattack.errors import InputError
 from metricattack.models import load_model
+from metricattack.runtime import choose_device
+from metricattack.training.zoo import obtain_zoo_model
 
 DEFAULT_DATA_NAME = "synthetic"
 
@@ -26,10 +28,14 @@ def load_data(dataset: str | None, root: str | Path | None, progress: bool = Tru
     return load_dataset(dataset, root)
 
 
-def model_from_reference(reference: str) -> NamedModel:
-    """A model from ``default``, a checkpoint path of ours, or ``ARCH:PATH`` for a foreign checkpoint."""
+def model_from_reference(reference: str, progress: bool = True) -> NamedModel:
+    """A model from ``default``, ``zoo:NAME`` (trained on first use), a checkpoint path of ours, or ``ARCH:PATH``
+    for a foreign checkpoint."""
     if reference == "default":
         return NamedModel("default", load_model()[0])
+    if reference.startswith("zoo:"):
+        name = reference[len("zoo:"):]
+        return NamedModel(name, obtain_zoo_model(name, load_data(None, None, progress), choose_device(), progress)[0])
     arch, sep, path = reference.partition(":")
     if sep and not Path(reference).exists():
         return NamedModel(Path(path).stem, load_model(arch, path)[0])

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from metricattack.attacks.campaign import AttackSetting
+from metricattack.attacks.campaign import AttackSetting, NamedModel
 from metricattack.errors import InputError
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A named list of settings with a one-line description for --help and the README."""
+    """A named list of settings with a one-line description for --help and the README; ``models``: zoo
+    models that replace --model (each attacks alone and as part of an ensemble; all are evaluated)."""
 
     name: str
     description: str
     settings: tuple[AttackSetting, ...]
+    models: tuple[str, ...] = ()
 
 
 DEFAULT_PLAN = Plan(
@@ -29,7 +31,15 @@ DEFAULT_PLAN = Plan(
     ),
 )
 
-PLANS: dict[str, Plan] = {plan.name: plan for plan in (DEFAULT_PLAN,)}
+TRANSFER_PLAN = Plan(
+    "transfer",
+    "FGSM, I-FGSM and MI-FGSM (query side, eps 8) from each zoo model and from each leave-one-out ensemble, "
+    "evaluated on every zoo model: the transfer matrix",
+    tuple(AttackSetting(attack, 8, side="query") for attack in ("fgsm", "ifgsm", "mifgsm")),
+    models=("compact", "compact_softmax", "mobilenet_v3_small", "resnet18"),
+)
+
+PLANS: dict[str, Plan] = {plan.name: plan for plan in (DEFAULT_PLAN, TRANSFER_PLAN)}
 
 
 def get_plan(name: str) -> Plan:
@@ -37,3 +47,12 @@ def get_plan(name: str) -> Plan:
     if name not in PLANS:
         raise InputError(f"--plan: unknown plan {name!r} (expected one of {', '.join(PLANS)})")
     return PLANS[name]
+
+
+def source_groups(models: list[NamedModel]) -> list[list[NamedModel]]:
+    """Each model alone, then (with three or more) for each model an ensemble of all the others: the
+    attacker that has every model but the one it is evaluated on."""
+    singles = [[named] for named in models]
+    if len(models) < 3:
+        return singles
+    return singles + [[other for other in models if other is not named] for named in models]

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from metricattack import __version__
-from metricattack.attacks.campaign import AttackSetting, Campaign, save_adversarial_images
+from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, save_adversarial_images
 from metricattack.errors import InputError
 from metricattack.report.examples import write_examples
 from metricattack.report.results import read_results, write_results
@@ -72,8 +72,11 @@ def run_sweep(
     resume: bool = False,
     save_images: str | Path | None = None,
     examples: int = 3,
+    source_groups: list[list[NamedModel]] | None = None,
 ) -> dict:
-    """Clean evaluation, then each setting; the record is rewritten after every setting so a run can resume."""
+    """Clean evaluation, then each setting (with each group of source models: default the campaign's sources);
+    the record is rewritten after every setting so a run can resume. Examples and saved images come from
+    the first group."""
     for setting in settings:
         setting.validate()
     out_dir = Path(out_dir)
@@ -83,19 +86,22 @@ def run_sweep(
         previous_record = read_results(out_dir)
     done = previous_record["results"]
     record = base_record(campaign, command)
-    finished = {(row["key"], row["target"]) for row in done}
-    for setting in tqdm(settings, desc="settings", disable=not campaign.progress):
-        previous = [row for row in done if row["key"] == setting.key]
-        if previous and all((setting.key, named.name) in finished for named in campaign.targets):
+    groups = source_groups or [campaign.sources]
+    finished = {(row["key"], row["source"], row["target"]) for row in done}
+    jobs = [(setting, group) for setting in settings for group in groups]
+    for setting, group in tqdm(jobs, desc="settings", disable=not campaign.progress):
+        source = "+".join(named.name for named in group)
+        previous = [row for row in done if (row["key"], row["source"]) == (setting.key, source)]
+        if previous and all((setting.key, source, named.name) in finished for named in campaign.targets):
             record["results"] += previous
-            if setting.key in previous_record.get("examples", {}):
+            if group is groups[0] and setting.key in previous_record.get("examples", {}):
                 record["examples"][setting.key] = previous_record["examples"][setting.key]
             continue
-        outcome, rows = campaign.run(setting)
+        outcome, rows = campaign.run(setting, sources=group)
         record["results"] += [{"key": setting.key, **row} for row in rows]
-        if examples:
+        if examples and group is groups[0]:
             record["examples"][setting.key] = write_examples(campaign, outcome, out_dir, examples)
-        if save_images is not None:
+        if save_images is not None and group is groups[0]:
             save_adversarial_images(campaign, outcome, Path(save_images) / setting.key)
         write_results(out_dir, record)
     write_results(out_dir, record)
