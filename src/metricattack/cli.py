@@ -11,7 +11,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from metricattack import __version__
-from metricattack.attacks.campaign import GOALS, SIDES, AttackSetting, Campaign, NamedModel, save_adversarial_images
+from metricattack.attacks.campaign import CAMPAIGN_ATTACKS, GOALS, SIDES, AttackSetting, Campaign, NamedModel, save_adversarial_images
 from metricattack.attacks.steps import ATTACKS
 from metricattack.atomic import atomic_write_text
 from metricattack.config import apply_config
@@ -65,7 +65,7 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
     parser.add_argument("--ap", default="standard", choices=("standard", "trapezoid"), help="AP definition")
     parser.add_argument("--examples", type=int, default=3, help="ranking lists saved per setting for the report")
     if single:
-        parser.add_argument("--attack", default="ifgsm", help=f"one of {', '.join(ATTACKS)}")
+        parser.add_argument("--attack", default="ifgsm", help=f"one of {', '.join([*ATTACKS, *CAMPAIGN_ATTACKS])}")
         parser.add_argument("--eps", type=float, default=5.0, help="perturbation size in pixels out of 255 (default 5)")
         parser.add_argument("--steps", type=int, help="iterations (default: the paper's min(eps+4, 1.25 eps))")
         parser.add_argument("--step-size", type=float, help="step size in pixels out of 255 (default 1)")
@@ -85,6 +85,8 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
                             help="named sweep: " + "; ".join(f"{p.name}: {p.description}" for p in PLANS.values()))
         parser.add_argument("--out", help="run folder (default runs/<timestamp>)")
         parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished settings")
+        parser.add_argument("--zoo-model", action="append", default=[], metavar="NAME",
+                            help="zoo models to transfer between, instead of the plan's (repeatable)")
 
 
 # --- subcommands ---------------------------------------------------------------------------
@@ -173,7 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """metricattack run: the sweep of settings on one model, with result files and the report."""
     plan = get_plan(args.plan)
     settings = settings_from_config(args.settings) if args.settings else list(plan.settings)
-    zoo = [model_from_reference(f"zoo:{name}", not args.no_progress) for name in plan.models]
+    zoo = [model_from_reference(f"zoo:{name}", not args.no_progress) for name in args.zoo_model or plan.models]
     victim = zoo[0] if zoo else main_model(args)
     targets = unique_names((zoo or [victim]) + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")

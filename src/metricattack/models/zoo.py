@@ -51,9 +51,9 @@ ZOO: dict[str, ZooEntry] = {
                  description="the bundled default model: small residual CNN, softmax + triplet"),
         ZooEntry("compact_softmax", "compact", {"loss": "softmax", "epochs": 40, "lr": 3e-3, "seed": 1}, shipped=True,
                  description="the same CNN, another seed, softmax loss only"),
-        ZooEntry("mobilenet_v3_small", "mobilenet_v3_small", {"epochs": 40, "lr": 3e-3, "seed": 2},
+        ZooEntry("mobilenet_v3_small", "mobilenet_v3_small", {"epochs": 15, "lr": 3e-3, "seed": 2},
                  {"input_size": (128, 64)}, shipped=True, description="MobileNetV3-small at 128x64, softmax + triplet"),
-        ZooEntry("resnet18", "resnet18", {"epochs": 12, "lr": 2e-3, "seed": 3}, {"input_size": (128, 64), "last_stride": 2},
+        ZooEntry("resnet18", "resnet18", {"epochs": 8, "lr": 2e-3, "seed": 3}, {"input_size": (128, 64), "last_stride": 2},
                  description="ResNet-18 at 128x64, softmax + triplet (45 MB: trained on first use)"),
     )
 }  # fmt: skip
