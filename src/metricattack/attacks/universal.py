@@ -91,7 +91,8 @@ class UniversalPerturbation:
                     delta.requires_grad_(True)
                     values = objective(apply_perturbation(batch, delta), indices)
                     (grad,) = torch.autograd.grad(values.sum(), delta)
-                delta = norm.project(delta.detach() + self.step_size * norm.direction(grad[None])[0], self.eps)
+                stepped = delta.detach()[None] + self.step_size * norm.direction(grad[None])  # (1,3,H,W): norms are per image
+                delta = norm.project(stepped, self.eps)[0]
             if on_epoch is not None:
                 on_epoch(epoch + 1, delta)
         return delta.detach()
