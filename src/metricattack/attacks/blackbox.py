@@ -61,7 +61,7 @@ class RankingOracle:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """The top-k gallery identities (B,k) int64 on the CPU for a batch of images (B,3,H,W) in [0,1]."""
         spec = self._model.spec
-        features = self._model(images.to(self._gallery_features.device))
+        features = self._model(images.detach().to(self._gallery_features.device))
         distances = pairwise_distance(features, self._gallery_features, metric=spec.metric, normalize=spec.normalize)
         self.queries_used += len(images)
         return self._gallery_pids[distances.topk(self.top_k, dim=1, largest=False).indices.cpu()]
