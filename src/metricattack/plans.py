@@ -39,7 +39,15 @@ TRANSFER_PLAN = Plan(
     models=("compact", "compact_softmax", "mobilenet_v3_small", "resnet18"),
 )
 
-PLANS: dict[str, Plan] = {plan.name: plan for plan in (DEFAULT_PLAN, TRANSFER_PLAN)}
+BLACKBOX_PLAN = Plan(
+    "blackbox",
+    "query-limited black-box attack (Square Attack on the returned ranking, query side, eps 8) at 100, 500 "
+    "and 1000 queries per image, and a universal perturbation (eps 8) for comparison",
+    (*(AttackSetting("blackbox", 8, side="query", steps=budget) for budget in (100, 500, 1000)),
+     AttackSetting("uap", 8, side="query")),
+)
+
+PLANS: dict[str, Plan] = {plan.name: plan for plan in (DEFAULT_PLAN, TRANSFER_PLAN, BLACKBOX_PLAN)}
 
 
 def get_plan(name: str) -> Plan:

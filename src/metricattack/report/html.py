@@ -15,6 +15,7 @@ from metricattack.atomic import atomic_write_text
 from metricattack.report.plots import AMPLIFY, plot_curves, plot_pairs, plot_ranking
 from metricattack.report.results import RESULT_COLUMNS, format_cell, read_results, table_rows
 from metricattack.report.summary import curves, eps_at_half, relative_auc
+from metricattack.report.threats import threat_sections
 
 MAX_EXAMPLE_SETTINGS = 6
 PREFERRED_EPS = 5.0
@@ -197,6 +198,7 @@ def build_report(run_dir: str | Path) -> Path:
         settings_section(record),
         results_section(record),
         curves_section(record, run_dir),
+        threat_sections(record, run_dir, table, image),
         examples_section(record, run_dir),
     ])  # fmt: skip
     page = (

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 CURVE_FIELDS = ("attack", "norm", "side", "goal", "source", "target")
+BUDGET_ATTACKS = ("blackbox",)  # rows whose ``steps`` is a query budget: curves against queries (report/threats.py)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ def curves(record: dict) -> list[Curve]:
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in record["results"]:
-        groups[tuple(row.get(field) for field in CURVE_FIELDS)].append(row)
+        if row.get("attack") not in BUDGET_ATTACKS:
+            groups[tuple(row.get(field) for field in CURVE_FIELDS)].append(row)
     models = {row.get("source") for row in record["results"]} | {row.get("target") for row in record["results"]}
     found = []
     for (attack, norm, side, goal, source, target), rows in groups.items():
