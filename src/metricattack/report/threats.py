@@ -39,8 +39,9 @@ def plot_transfer(record: dict, path: str | Path) -> Path:
     """One heatmap per setting: sources (rows) x evaluated models (columns), mAP under attack as a share of the
     model's clean mAP; white-box cells hatched with a black frame, black-box (transfer) cells plain."""
     groups = transfer_groups(record)
-    figure = Figure(figsize=(4.6 * len(groups), 0.5 * max(len(_matrix(r)[0]) for r in groups.values()) + 2.2))
-    for axis, ((attack, norm, eps, side, goal), rows) in zip(np.atleast_1d(figure.subplots(1, len(groups))), groups.items()):
+    figure = Figure(figsize=(5.6 * len(groups), 0.6 * max(len(_matrix(r)[0]) for r in groups.values()) + 2.4))
+    axes = np.atleast_1d(figure.subplots(1, len(groups), gridspec_kw={"wspace": 0.75}))
+    for axis, ((attack, norm, eps, side, goal), rows) in zip(axes, groups.items()):
         sources, targets, value = _matrix(rows)
         clean = [record["clean"].get(t, {}).get("mAP", float("nan")) for t in targets]
         relative = np.array([[value.get((s, t), np.nan) / c if c else np.nan for t, c in zip(targets, clean)] for s in sources])
@@ -55,7 +56,7 @@ def plot_transfer(record: dict, path: str | Path) -> Path:
                 label = f"{100 * value[(source, target)]:.1f}" + ("\nwhite-box" if white else "")
                 axis.text(j, i, label, ha="center", va="center", fontsize=7, fontweight="bold" if not white else "normal")
         axis.set_xticks(range(len(targets)), [f"{t}\n(clean {100 * c:.1f})" for t, c in zip(targets, clean)], fontsize=6, rotation=30)
-        axis.set_yticks(range(len(sources)), [s.replace("+", "+\n") if s.count("+") > 1 else s for s in sources], fontsize=6)
+        axis.set_yticks(range(len(sources)), [s.replace("+", "+\n") for s in sources], fontsize=6)
         axis.set_title(f"{attack} {norm} eps {eps:g}, {side} {goal}", fontsize=8)
         axis.set_xlabel("evaluated model", fontsize=7)
     figure.axes[0].set_ylabel("attacking model(s)", fontsize=7)
