@@ -127,3 +127,12 @@ def test_shipped_zoo_weights_are_small_fp16_and_keep_their_metrics(name, monkeyp
     metrics = evaluate_model(model, load_data(None, None, progress=False), torch.device("cpu"), progress=False)
     assert metrics.mAP == pytest.approx(meta["clean_metrics"]["mAP"], abs=2e-3)  # measured with the fp16 weights
     assert meta["train_command"] == zoo.zoo_entry(name).command
+
+
+def test_zoo_list_prints_every_model_and_an_unknown_zoo_name_is_one_line(capsys, tmp_path):
+    assert main(["zoo", "--list"]) == 0
+    printed = capsys.readouterr().out
+    for name in zoo.zoo_names():
+        assert f"| {name} |" in printed and zoo.zoo_entry(name).command in printed
+    assert main(["run", "--zoo-model", "nope", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert "unknown zoo model 'nope' (expected one of compact, " in capsys.readouterr().err
