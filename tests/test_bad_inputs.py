@@ -219,7 +219,8 @@ CASES = [
     Case("image-size 0 0", ["evaluate", D, "--image-size", "0", "0"], ("--image-size", ">= 1"), "usage"),
     Case("image-size one value", ["evaluate", D, "--image-size", "32"], ("--image-size", "expected 2"), "usage"),
     Case("examples -1", ["run", D, *CK, "--examples", "-1", "--out", "{out}"], ("--examples", ">= 0"), "usage"),
-    Case("steps 0", ["attack", D, *CK, "--steps", "0"], ("--steps", ">= 1"), "usage"),
+    Case("steps 0", ["attack", D, *CK, "--steps", "0"], ("--steps", ">= 1"), "line"),
+    Case("steps -1", ["attack", D, *CK, "--steps", "-1"], ("--steps", ">= 0"), "usage"),
     Case("steps 1.5", ["attack", D, *CK, "--steps", "1.5"], ("--steps", "'1.5'"), "usage"),
     Case("restarts 0", ["attack", D, *CK, "--attack", "pgd", "--restarts", "0"], ("--restarts", ">= 1"), "usage"),
     Case("target-pid word", ["attack", D, *CK, "--goal", "targeted", "--target-pid", "x"], ("--target-pid",), "usage"),
@@ -274,7 +275,7 @@ CASES = [
          settings_yaml("  - {attack: ifgsm, eps: abc}\n")),  # fmt: skip
     Case("yaml setting steps string", ["run", D, *CK, "--config", "{yaml}", "--out", "{out}"], ("settings[2]: steps",), "input",
          settings_yaml("  - {attack: ifgsm, eps: 2}\n  - {attack: ifgsm, eps: 2, steps: many}\n")),  # fmt: skip
-    Case("yaml setting steps 0", ["run", D, *CK, "--config", "{yaml}", "--out", "{out}"], ("settings[1]: steps", ">= 1"), "input",
+    Case("yaml setting steps 0", ["run", D, *CK, "--config", "{yaml}", "--out", "{out}"], ("settings[1]: --steps", ">= 1"), "input",
          settings_yaml("  - {attack: ifgsm, steps: 0}\n")),  # fmt: skip
     Case("yaml setting eps list", ["run", D, *CK, "--config", "{yaml}", "--out", "{out}"], ("settings[1]: eps", "single value"), "input",
          settings_yaml("  - {attack: ifgsm, eps: [1, 2]}\n")),  # fmt: skip

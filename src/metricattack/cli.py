@@ -11,7 +11,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from metricattack import __version__
-from metricattack.attacks.campaign import GOALS, SIDES, AttackSetting, Campaign, NamedModel, save_adversarial_images
+from metricattack.attacks.campaign import CAMPAIGN_ATTACKS, GOALS, SIDES, AttackSetting, Campaign, NamedModel, save_adversarial_images
 from metricattack.attacks.steps import ATTACKS, SCHEDULES
 from metricattack.evaluation.distance import DISTANCE_METRICS
 from metricattack.atomic import atomic_write_text
@@ -25,6 +25,7 @@ from metricattack.interrupt import interrupt_exit_code, sigterm_raises
 from metricattack.data.subset import subset_query_identities
 from metricattack.models import DEFAULT_CHECKPOINT, FORMAT_NAMES, build_model, bundled_checkpoint, load_model, model_names, read_metadata, save_checkpoint
 from metricattack.models.checkpoints import checkpoint_paths
+from metricattack.models.zoo import zoo_names, zoo_table
 from metricattack.report.compare import training_summary, write_compare
 from metricattack.report.sanity import status
 from metricattack.options import (
@@ -48,7 +49,7 @@ from metricattack.report.html import build_report
 from metricattack.report.results import text_table, transfer_matrix, write_results
 from metricattack.retrieval import evaluate_model, metrics_line
 from metricattack.runtime import choose_device, seed_everything
-from metricattack.plans import HEADLINE, PLANS, get_plan, resolve_sources
+from metricattack.plans import HEADLINE, PLANS, get_plan, resolve_sources, source_groups
 from metricattack.inputs import main_reference
 from metricattack.robustness import sanity_checks
 from metricattack.sweep import base_record, check_against_data, check_out_dir, run_sweep, settings_from_config
@@ -110,9 +111,9 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
     parser.add_argument("--ap", default="standard", choices=("standard", "trapezoid"), help="AP definition")
     parser.add_argument("--examples", type=nonneg_int, default=3, help="ranking lists saved per setting for the report")
     if single:
-        parser.add_argument("--attack", default="ifgsm", help=f"one of {', '.join(ATTACKS)}")
+        parser.add_argument("--attack", default="ifgsm", help=f"one of {', '.join([*ATTACKS, *CAMPAIGN_ATTACKS])}")
         parser.add_argument("--eps", type=finite_float, default=5.0, help="perturbation size in pixels out of 255 (default 5)")
-        parser.add_argument("--steps", type=positive_int, help="iterations (default: the paper's min(eps+4, 1.25 eps))")
+        parser.add_argument("--steps", type=nonneg_int, help="iterations, or the query budget of blackbox (default: the paper's min(eps+4, 1.25 eps))")
         parser.add_argument("--step-size", type=finite_float, help="step size in pixels out of 255 (default 1)")
         parser.add_argument("--norm", default="linf", help="linf or l2")
         parser.add_argument("--side", default="gallery", help=f"one of {', '.join(SIDES)}")
@@ -137,6 +138,8 @@ def add_attack(parser: argparse.ArgumentParser, single: bool) -> None:
         parser.add_argument("--subset", type=positive_int, metavar="N", help="only the queries of N query identities drawn with --seed")
         parser.add_argument("--sanity-checks", action="store_true", help="also run the robust evaluation's sanity checks "
                             "(on with --plan robust)")
+        parser.add_argument("--zoo-model", action="append", default=[], metavar="NAME",
+                            help="zoo models to transfer between, instead of the plan's (repeatable)")
 
 
 def add_defense(parser: argparse.ArgumentParser) -> None:
@@ -204,6 +207,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = {"embedding_dim": args.embedding_dim}
     if args.input_size:
         options["input_size"] = tuple(args.input_size)
+    if args.last_stride is not None:
+        options["last_stride"] = args.last_stride
     defense = build_defense(args.defense, **defense_options(args)) if args.defense else None
     if defense is None and defense_options(args):
         given = ", ".join("--defense-" + o.replace("_", "-") for o in sorted(defense_options(args)))
@@ -273,8 +278,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = get_plan(args.plan)
     attack_options = build_parser()[1]["attack"]  # a YAML setting's values get the checks of `attack`'s options
     settings = settings_from_config(args.settings, attack_options) if args.settings is not None else list(plan.settings)
-    victim = main_model(args)
-    targets = unique_names([victim] + [model_from_reference(r) for r in args.target_model])
+    zoo = [model_from_reference(f"zoo:{name}", progress=not args.no_progress) for name in args.zoo_model or plan.models]
+    victim = zoo[0] if zoo else main_model(args)
+    targets = unique_names((zoo or [victim]) + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     args.out = str(out_dir)  # named by the resume hint if interrupted
     check_out_dir(out_dir, args.resume)
@@ -282,9 +288,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if dropped:
         print(f"skipped {len(dropped)} transfer settings: their source is the model under test")
     campaign = build_campaign(args, [victim], targets)
-    training = {"training": {victim.name: training_summary(main_metadata(args))}}
+    training = {"training": {victim.name: training_summary({} if zoo else main_metadata(args))}}
     record = run_sweep(campaign, settings, out_dir, args.command, resume=args.resume, save_images=args.save_images,
-                       examples=args.examples, models=sources, extra=training)
+                       examples=args.examples, models=sources, extra=training,
+                       source_groups=source_groups(zoo) if zoo else None)
     if args.sanity_checks or plan.sanity_checks:
         record["sanity"] = sanity_checks(campaign, record, victim, HEADLINE.key)
         write_results(out_dir, record)
@@ -329,6 +336,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """metricattack compare: several runs side by side (HTML page, Markdown and CSV tables)."""
     out_dir = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
     print(f"comparison: {write_compare(args.run_dirs, out_dir)} (and compare.md, compare.csv)")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    """metricattack zoo: train the zoo models not on disk yet (unless --list), then list them."""
+    names = args.names or zoo_names()
+    for name in names if not args.list else []:
+        model_from_reference(f"zoo:{name}", not args.no_progress)
+    print(zoo_table(names), end="")
     return 0
 
 
@@ -393,6 +409,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--model", default="compact", help=f"architecture ({', '.join(model_names())})")
     p.add_argument("--embedding-dim", type=positive_int, help="add a linear embedding of this size before the BNNeck")
     p.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"), help="model input size (default per model)")
+    p.add_argument("--last-stride", type=int, choices=(1, 2), help="ResNet: stride of the last stage (default 1)")
     for f in fields(TrainConfig):
         if f.name in ("seed", "batch_size", "milestones", "flip"):
             continue
@@ -409,6 +426,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                add_common, add_data, add_model, lambda p: add_attack(p, single=True), lambda p: add_pipeline(p, several=True))  # fmt: skip
     subcommand("run", cmd_run, "the main job: clean evaluation and the standard attack sweep, with a report",
                add_common, add_data, add_model, lambda p: add_attack(p, single=False), lambda p: add_pipeline(p, several=True))  # fmt: skip
+    p = subcommand("zoo", cmd_zoo, "the model zoo: train missing models (cached), list clean metrics", add_common)
+    p.add_argument("names", nargs="*", help=f"zoo models (default all: {', '.join(zoo_names())})")
+    p.add_argument("--list", action="store_true", help="only list, train nothing")
     p = subcommand("report", cmd_report, "rebuild a run's report.html from its results.json")
     p.add_argument("run_dir", help="a folder written by metricattack run")
     p = subcommand("compare", cmd_compare, "compare the models of several runs (clean, robust, cost, sanity checks)")

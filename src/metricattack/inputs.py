@@ -15,6 +15,8 @@ from metricattack.errors import InputError
 from metricattack.models import ModelOptions
 from metricattack.models.options import OPTION_KEYS
 from metricattack.models.references import ModelReference, parse_reference
+from metricattack.runtime import choose_device
+from metricattack.training.zoo import obtain_zoo_model
 
 DEFAULT_DATA_NAME = "synthetic"
 
@@ -30,9 +32,13 @@ def load_data(dataset: str | None, root: str | Path | None, progress: bool = Tru
     return load_dataset(dataset, root)
 
 
-def model_from_reference(reference: str | Mapping, where: str = "model reference") -> NamedModel:
+def model_from_reference(reference: str | Mapping, where: str = "model reference", progress: bool = True) -> NamedModel:
     """A model from a reference (``default``, a checkpoint, ``ARCH:PATH``, ``torchreid:NAME``, ``python:...``,
-    ``torchscript:FILE``, ``fastreid:FILE``, or a mapping with options; see ``models.references``)."""
+    ``torchscript:FILE``, ``fastreid:FILE``, or a mapping with options; see ``models.references``), or
+    ``zoo:NAME`` (a zoo model, trained on first use)."""
+    if isinstance(reference, str) and reference.startswith("zoo:"):
+        name = reference[len("zoo:"):]
+        return NamedModel(name, obtain_zoo_model(name, load_data(None, None, progress), choose_device(), progress)[0])
     parsed = parse_reference(reference, where)
     return NamedModel(parsed.display_name, parsed.load()[0])
 

@@ -35,13 +35,15 @@ class Job:
 class Plan:
     """A named list of settings with a one-line description for --help and the README.
 
-    ``sanity_checks``: the run also performs the checks of ``metricattack.robustness``.
+    ``sanity_checks``: the run also performs the checks of ``metricattack.robustness``. ``models``: zoo
+    models that replace --model (each attacks alone and as part of an ensemble; all are evaluated).
     """
 
     name: str
     description: str
     settings: tuple[AttackSetting | Job, ...]
     sanity_checks: bool = False
+    models: tuple[str, ...] = ()
 
 
 DEFAULT_PLAN = Plan(
@@ -82,7 +84,23 @@ ROBUST_PLAN = Plan(
     sanity_checks=True,
 )
 
-PLANS: dict[str, Plan] = {plan.name: plan for plan in (DEFAULT_PLAN, ROBUST_PLAN)}
+TRANSFER_PLAN = Plan(
+    "transfer",
+    "FGSM, I-FGSM and MI-FGSM (query side, eps 8) from each zoo model and from each leave-one-out ensemble, "
+    "evaluated on every zoo model: the transfer matrix",
+    tuple(AttackSetting(attack, 8, side="query") for attack in ("fgsm", "ifgsm", "mifgsm")),
+    models=("compact", "compact_softmax", "mobilenet_v3_small", "resnet18"),
+)
+
+BLACKBOX_PLAN = Plan(
+    "blackbox",
+    "query-limited black-box attack (Square Attack on the returned ranking, query side, eps 8) at 100, 500 "
+    "and 1000 queries per image, and a universal perturbation (eps 8) for comparison",
+    (*(AttackSetting("blackbox", 8, side="query", steps=budget) for budget in (100, 500, 1000)),
+     AttackSetting("uap", 8, side="query")),
+)
+
+PLANS: dict[str, Plan] = {plan.name: plan for plan in (DEFAULT_PLAN, ROBUST_PLAN, TRANSFER_PLAN, BLACKBOX_PLAN)}
 
 
 def get_plan(name: str) -> Plan:
@@ -116,3 +134,12 @@ def resolve_sources(
         else:
             kept.append(item)
     return kept, {ref: named for ref, named in models.items() if any(isinstance(i, Job) and i.source == ref for i in kept)}, dropped
+
+
+def source_groups(models: list[NamedModel]) -> list[list[NamedModel]]:
+    """Each model alone, then (with three or more) for each model an ensemble of all the others: the
+    attacker that has every model but the one it is evaluated on."""
+    singles = [[named] for named in models]
+    if len(models) < 3:
+        return singles
+    return singles + [[other for other in models if other is not named] for named in models]

@@ -44,7 +44,10 @@ def settings_from_config(entries: list, options: argparse.ArgumentParser | None 
         if options is not None:
             setting_values = config_values(options, setting_values, f"settings[{number}]")
         setting = AttackSetting(**setting_values)
-        setting.validate()
+        try:
+            setting.validate()
+        except InputError as exc:
+            raise InputError(f"settings[{number}]: {exc}") from None
         settings.append(Job(setting, **{k: v for k, v in entry.items() if k in job_keys}) if job_keys & set(entry) else setting)
     return settings
 
@@ -133,12 +136,14 @@ def run_sweep(
     examples: int = 3,
     models: dict[str, NamedModel] | None = None,
     extra: dict | None = None,
+    source_groups: list[list[NamedModel]] | None = None,
 ) -> dict:
     """Clean evaluation, then each setting; the record is rewritten after every setting so a run can resume.
 
     Every setting is checked against the data first; the folder is locked while the run writes into it.
-    A Job's ``source`` is looked up in ``models`` (reference -> loaded model); ``extra`` entries are added
-    to the record's top level.
+    Each setting runs with each group of source models (default: the campaign's sources); a Job's
+    ``source`` (looked up in ``models``, reference -> loaded model) replaces them. Examples and saved
+    images come from the first group. ``extra`` entries are added to the record's top level.
     """
     jobs = [s if isinstance(s, Job) else Job(s) for s in settings]
     check_against_data(campaign, [job.setting for job in jobs])
@@ -148,12 +153,14 @@ def run_sweep(
     out_dir = Path(out_dir)
     check_out_dir(out_dir, resume)
     with folder_lock(out_dir):
-        return _sweep(campaign, jobs, out_dir, command, resume, save_images, examples, models or {}, extra or {})
+        return _sweep(campaign, jobs, out_dir, command, resume, save_images, examples, models or {}, extra or {},
+                      source_groups or [campaign.sources])
 
 
 def _sweep(
     campaign: Campaign, jobs: list[Job], out_dir: Path, command: str, resume: bool,
     save_images: str | Path | None, examples: int, models: dict[str, NamedModel], extra: dict,
+    groups: list[list[NamedModel]],
 ) -> dict:  # fmt: skip
     """``run_sweep``'s work, inside the folder lock."""
     previous_record = {"results": [], "examples": {}}
@@ -163,21 +170,23 @@ def _sweep(
     record = {**base_record(campaign, command), "plan": [job.key for job in jobs], **extra}
     if "clean" in previous_record:
         check_same_run(previous_record, record, out_dir / "results.json")
-    finished = {(row["key"], row["target"], row.get("pipeline", PLAIN_NAME)) for row in done}
-    for job in tqdm(jobs, desc="settings", disable=not campaign.progress):
-        previous = [row for row in done if row["key"] == job.key]
-        if previous and all((job.key, named.name, p.name) in finished for named in campaign.targets for p in campaign.pipelines):
+    finished = {(row["key"], row["source"], row["target"], row.get("pipeline", PLAIN_NAME)) for row in done}
+    runs = [(job, group) for job in jobs for group in ([[models[job.source]]] if job.source is not None else groups)]
+    for job, group in tqdm(runs, desc="settings", disable=not campaign.progress):
+        source = "+".join(named.name for named in group)
+        previous = [row for row in done if (row["key"], row["source"]) == (job.key, source)]
+        if previous and all((job.key, source, named.name, p.name) in finished for named in campaign.targets for p in campaign.pipelines):
             record["results"] += previous
-            if job.key in previous_record.get("examples", {}):
+            if group is groups[0] and job.key in previous_record.get("examples", {}):
                 record["examples"][job.key] = previous_record["examples"][job.key]
             continue
-        outcome, rows = campaign.run(job.setting, None if job.source is None else [models[job.source]])
+        outcome, rows = campaign.run(job.setting, group)
         series = {} if job.series is None else {"series": job.series}
         shift = {named.name: embedding_shift(campaign, outcome, named) for named in campaign.targets}
         record["results"] += [{"key": job.key, **row, **series, "embedding_shift": shift[row["target"]]} for row in rows]
-        if examples and job.source is None:  # examples are filed under the setting's key, which transfer shares
+        if examples and group is groups[0]:  # examples are filed under the setting's key, which other sources share
             record["examples"][job.key] = write_examples(campaign, outcome, out_dir, examples)
-        if save_images is not None:
+        if save_images is not None and group is groups[0]:
             save_adversarial_images(campaign, outcome, Path(save_images) / job.key)
         write_results(out_dir, record)
     write_results(out_dir, record)

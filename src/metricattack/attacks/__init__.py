@@ -1,6 +1,7 @@
 """Adversarial metric attacks: metric losses (what is optimised), step rules (how), campaigns (where)."""
 
 from metricattack.attacks.attack import MetricAttack
+from metricattack.attacks.blackbox import RankingOracle, SquareRankAttack
 from metricattack.attacks.losses import NonTargetedMetricLoss, TargetedMetricLoss
 from metricattack.attacks.steps import (
     ATTACKS,
@@ -14,6 +15,7 @@ from metricattack.attacks.steps import (
     default_iterations,
     pixels_to_fraction,
 )
+from metricattack.attacks.universal import UniversalPerturbation
 
 __all__ = [
     "ATTACKS",
@@ -22,10 +24,13 @@ __all__ = [
     "MIFGSM",
     "NORMS",
     "PGD",
+    "RankingOracle",
+    "SquareRankAttack",
     "MetricAttack",
     "NonTargetedMetricLoss",
     "StepRule",
     "TargetedMetricLoss",
+    "UniversalPerturbation",
     "build_step_rule",
     "default_iterations",
     "pixels_to_fraction",

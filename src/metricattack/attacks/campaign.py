@@ -33,6 +33,19 @@ from metricattack.models.reid import ReIDModel
 
 SIDES = ("gallery", "query", "both")
 GOALS = ("untargeted", "targeted")
+# Attacks that are not a per-image step rule (universal, black-box) register an object with
+# validate(setting) and __call__(campaign, setting, sources) -> AttackOutcome (see register_campaign_attack).
+CAMPAIGN_ATTACKS: dict = {}
+
+
+def register_campaign_attack(name: str):
+    """Class decorator: register an attack that runs on a whole campaign under ``--attack name``."""
+
+    def register(cls):
+        CAMPAIGN_ATTACKS[name] = cls()
+        return cls
+
+    return register
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,8 @@ class AttackSetting:
             )
         if self.schedule not in SCHEDULES:
             raise InputError(f"--schedule: unknown schedule {self.schedule!r} (expected one of {', '.join(SCHEDULES)})")
+        if self.attack in CAMPAIGN_ATTACKS:
+            return CAMPAIGN_ATTACKS[self.attack].validate(self)
         self.step_rule()
 
     def step_rule(self):
@@ -308,6 +323,8 @@ class Campaign:
         """Run one setting with the source model(s) (default: the campaign's); returns the adversarial images."""
         setting.validate()
         sources = sources or self.sources
+        if setting.attack in CAMPAIGN_ATTACKS:
+            return CAMPAIGN_ATTACKS[setting.attack](self, setting, sources)
         rule = setting.step_rule()
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
         losses = []

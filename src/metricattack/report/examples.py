@@ -105,4 +105,16 @@ def write_examples(campaign: Campaign, outcome: AttackOutcome, out_dir: Path, co
                     "target_pid": target if target >= 0 else None,
                 }
             )
-    return {"target_model": named.name, "rankings": lists, "pairs": pairs}
+    example = {"target_model": named.name, "rankings": lists, "pairs": pairs}
+    if getattr(outcome, "perturbation", None) is not None:  # a universal perturbation: one image for all
+        example["perturbation"] = save_perturbation(outcome.perturbation, outcome.setting.eps, out_dir, folder)
+    return example
+
+
+def save_perturbation(delta: torch.Tensor, eps_pixels: float, out_dir: Path, folder: Path) -> dict:
+    """Save a perturbation (3,H,W) twice: ``raw`` as 128 + 255 delta (lossless for deltas on the 8-bit grid,
+    so it can be added back), and ``image`` scaled to the full range (0.5 + delta / (2 eps)) to look at."""
+    raw, image = folder / "perturbation_raw.png", folder / "perturbation.png"
+    save_png((128 + 255 * delta).clamp(0, 255) / 255, out_dir / raw)
+    save_png((0.5 + delta / (2 * eps_pixels / 255)).clamp(0, 1), out_dir / image)
+    return {"raw": str(raw), "image": str(image)}

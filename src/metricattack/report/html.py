@@ -16,6 +16,7 @@ from metricattack.report.plots import AMPLIFY, plot_curves, plot_pairs, plot_ran
 from metricattack.report.results import RESULT_COLUMNS, clean_rows, format_cell, read_results, table_rows
 from metricattack.report.sanity import MEANING, sanity_facts, sanity_rows, warnings
 from metricattack.report.summary import curves, eps_at_half, relative_auc
+from metricattack.report.threats import threat_sections
 
 MAX_EXAMPLE_SETTINGS = 6
 PREFERRED_EPS = 5.0
@@ -237,6 +238,7 @@ def build_report(run_dir: str | Path) -> Path:
         results_section(record),
         sanity_section(record),
         curves_section(record, run_dir),
+        threat_sections(record, run_dir, table, image),
         examples_section(record, run_dir),
     ])  # fmt: skip
     page = (

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from metricattack.report.results import clean_of, several_pipelines
 
 CURVE_FIELDS = ("attack", "norm", "side", "goal", "source", "target", "pipeline", "series")
+BUDGET_ATTACKS = ("blackbox",)  # rows whose ``steps`` is a query budget: curves against queries (report/threats.py)
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,8 @@ def curves(record: dict) -> list[Curve]:
     """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in record["results"]:
-        groups[tuple(row.get(field) for field in CURVE_FIELDS)].append(row)
+        if row.get("attack") not in BUDGET_ATTACKS:
+            groups[tuple(row.get(field) for field in CURVE_FIELDS)].append(row)
     models = {row.get("source") for row in record["results"]} | {row.get("target") for row in record["results"]}
     found = []
     for (attack, norm, side, goal, source, target, pipeline, series), rows in groups.items():
