@@ -285,3 +285,11 @@ def test_fast_schedule_stays_in_the_ball_and_never_costs_more_than_its_steps(exa
     assert 0 < delta.abs().max() <= 6 / 255 + 1e-6
     assert len(indices) <= outcome.gradient_passes <= 5 * len(indices)
     assert outcome.forward_passes <= 4 * len(indices)  # one goal check per remaining image after steps 1-4
+
+
+def test_attacking_both_sides_is_at_least_as_strong_as_either_side(campaign):
+    # Pushing both sides from the other side's clean features moved an identity's query and gallery images
+    # together, so a large eps left mAP near clean; the gallery now moves away from the attacked queries.
+    maps = {side: campaign.run(AttackSetting("pgd", 16.0, side, steps=10))[1][0]["mAP"] for side in ("query", "gallery", "both")}
+    clean = campaign.clean_metrics(campaign.targets[0]).mAP
+    assert maps["both"] <= min(maps["query"], maps["gallery"]) + 0.02 and maps["both"] < 0.5 * clean, (maps, clean)

@@ -341,7 +341,12 @@ class Campaign:
         if setting.side in ("query", "both"):
             query_part = self._attack_side(attack, sources, setting, self.query, self.gallery, 0, generator)
         if setting.side in ("gallery", "both"):
-            gallery_part = self._attack_side(attack, sources, setting, self.gallery, self.query, 1, generator)
+            # Both sides: the gallery moves away from the attacked queries, not from their clean features, which
+            # they have already left (pushing both sides from clean references moves an identity's pair together).
+            references = None
+            if setting.side == "both" and len(query_part[0]):
+                references = [self._attacked_queries(named, *query_part[:2]) for named in sources]
+            gallery_part = self._attack_side(attack, sources, setting, self.gallery, self.query, 1, generator, references)
         return AttackOutcome(
             setting,
             *query_part[:2],
@@ -354,6 +359,12 @@ class Campaign:
             forward_passes=attack.forward_passes,
         )
 
+    def _attacked_queries(self, named: NamedModel, indices: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """A model's clean query features (Q,D) with the attacked queries' features in their rows."""
+        features = self.clean_features(named)[0].clone()
+        features[indices.to(self.device)] = self.features(named.model, images)
+        return features
+
     def _attack_side(
         self,
         attack: MetricAttack,
@@ -363,6 +374,7 @@ class Campaign:
         reference: SideImages,
         reference_slot: int,  # which of (query, gallery) clean features the references are: the other side
         generator: torch.Generator,
+        references: list[torch.Tensor] | None = None,  # per source, default: its clean features of the reference side
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Attack the images of ``side`` whose identity appears on the reference side."""
         reference_pids = reference.pids.to(self.device)
@@ -374,7 +386,7 @@ class Campaign:
                 targets[side.pids == pid] = target
             present &= targets >= 0
         indices = present.nonzero().flatten()
-        references = [self.clean_features(named)[1 - reference_slot] for named in sources]
+        references = references or [self.clean_features(named)[1 - reference_slot] for named in sources]
         goal_of = self._goal(setting, sources, side, reference, reference_slot, targets) if rule_stops(attack) else None
         adversarial = []
         batches = range(0, len(indices), self.batch_size)
