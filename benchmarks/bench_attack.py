@@ -1,8 +1,8 @@
 """Time our I-FGSM gallery attack against the bare forward+backward passes, and against the paper's loop.
 
-    python benchmarks/bench_attack.py [--eps 5] [--repeats 3] [--batch-size 64]
+    python benchmarks/bench_attack.py [--eps 5] [--repeats 3] [--batch-size 64] [--threads 1]
 
-Uses the bundled default model on the default synthetic data, on one torch thread.
+Uses the bundled default model on the default synthetic data, on one torch thread (``--threads``).
 
 1. Overhead: the bare cost runs, on exactly the batches the attack uses, ``steps`` times: a forward pass
    and a gradient with respect to the input of the summed features; our attack (the paper's schedule)
@@ -86,8 +86,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as issue 8 compares)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     device = choose_device(args.device)
     model, _ = load_model()
     named = NamedModel("default", model)
@@ -111,7 +112,7 @@ def main() -> None:
     paper_map = attacked_map(campaign, named, paper_indices, paper_images)
     fast_map = attacked_map(campaign, named, fast.gallery_indices, fast.gallery_images)
     command = "python benchmarks/bench_attack.py " + " ".join(sys.argv[1:])
-    machine = f"Machine: {torch.get_num_threads()} torch thread, device {device}, torch {torch.__version__}.  "
+    machine = f"Machine: {torch.get_num_threads()} torch thread(s), device {device}, torch {torch.__version__}.  "
     lines = [
         f"\n## Attack overhead ({time.strftime('%Y-%m-%d')})\n",
         f"Command: `{command.strip()}`  ",
