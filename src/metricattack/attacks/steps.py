@@ -115,7 +115,8 @@ def _check_steps(steps: int) -> None:
 
 
 def _check_finite(values: torch.Tensor, grad: torch.Tensor, step: int, steps: int) -> None:
-    if not (torch.isfinite(values).all() and torch.isfinite(grad).all()):
+    # One reduction over the gradient instead of an elementwise mask: a sum is non-finite when any term is.
+    if not bool(torch.isfinite(values.sum() + grad.sum())):
         raise InputError(
             f"non-finite attack loss or gradient (step {step} of {steps}: the model or the attack objective "
             "produced NaN or inf; check the model's weights and the distance)"
