@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from metricattack import __version__
+from metricattack import __version__, distributed
 from metricattack.attacks.campaign import CAMPAIGN_ATTACKS, GOALS, SIDES, AttackSetting, Campaign, NamedModel, save_adversarial_images
 from metricattack.attacks.steps import ATTACKS, SCHEDULES
 from metricattack.evaluation.distance import DISTANCE_METRICS
@@ -65,6 +65,12 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default 64)")
     parser.add_argument("--workers", type=nonneg_int, default=0, help="image-reading worker processes (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_chunks(parser: argparse.ArgumentParser) -> None:
+    """How a campaign cuts its work: images per stored chunk (the unit of resume and of torchrun sharing)."""
+    parser.add_argument("--chunk-size", type=positive_int, default=1024,
+                        help="images per chunk: attacked images are stored and resumed, and clean images read, a chunk at a time (default 1024)")
 
 
 def add_data(parser: argparse.ArgumentParser) -> None:
@@ -240,7 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets: list[NamedModel]) -> Campaign:
     """A campaign on the data the options name."""
-    device = choose_device(args.device)
+    device = distributed.start(choose_device(args.device))  # under torchrun: join the group, take this rank's GPU
     seed_everything(args.seed)
     pipelines = pipelines_from_options(args.flip, args.query_expansion, args.rerank, args.pipelines)  # checked before reading data
     data = load_data(args.dataset, args.data_root, not args.no_progress)
@@ -249,7 +255,7 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
     return Campaign(data, sources, targets, device, batch_size=args.batch_size, seed=args.seed,
                     quantize_images=not args.no_quantize, average_precision=args.ap,
                     image_size=args.image_size, workers=args.workers, progress=not args.no_progress,
-                    pipelines=pipelines)
+                    pipelines=pipelines, chunk_size=args.chunk_size)
 
 
 def main_model(args: argparse.Namespace) -> NamedModel:
@@ -268,6 +274,8 @@ def main_metadata(args: argparse.Namespace) -> dict:
 
 def finish_run(record: dict, out_dir: Path) -> None:
     """Print the table and where the files are; build the report."""
+    if not distributed.is_main():
+        return
     print(text_table(record), end="")
     print(f"results in {out_dir}/results.json, results.csv, results.md")
     print(f"report: {build_report(out_dir)}")
@@ -283,9 +291,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     targets = unique_names((zoo or [victim]) + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     args.out = str(out_dir)  # named by the resume hint if interrupted
-    check_out_dir(out_dir, args.resume)
+    if distributed.is_main():
+        check_out_dir(out_dir, args.resume)
     settings, sources, dropped = resolve_sources(settings, victim, model_from_reference)
-    if dropped:
+    if dropped and distributed.is_main():
         print(f"skipped {len(dropped)} transfer settings: their source is the model under test")
     campaign = build_campaign(args, [victim], targets)
     training = {"training": {victim.name: training_summary({} if zoo else main_metadata(args))}}
@@ -294,9 +303,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                        source_groups=source_groups(zoo) if zoo else None)
     if args.sanity_checks or plan.sanity_checks:
         record["sanity"] = sanity_checks(campaign, record, victim, HEADLINE.key)
-        write_results(out_dir, record)
-        for check in record["sanity"]["checks"]:
-            print(f"sanity check {check['name']}: {status(check)}: {check['summary']}")
+        if distributed.is_main():
+            write_results(out_dir, record)
+            for check in record["sanity"]["checks"]:
+                print(f"sanity check {check['name']}: {status(check)}: {check['summary']}")
     finish_run(record, out_dir)
     return 0
 
@@ -309,7 +319,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     sources = unique_names([model_from_reference(r) for r in args.source_model]) or [main_model(args)]
     targets = unique_names(sources + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out) if args.out else None
-    if out_dir is not None:
+    main = distributed.is_main()  # under torchrun every process attacks its share; the first one writes
+    if out_dir is not None and main:
         check_out_dir(out_dir, resume=False)
     campaign = build_campaign(args, sources, targets)
     sources = campaign.sources  # as the campaign deploys them (with flip averaging when asked)
@@ -319,10 +330,12 @@ def cmd_attack(args: argparse.Namespace) -> int:
     for group in groups:
         outcome, rows = campaign.run(setting, sources=group)
         record["results"] += [{"key": setting.key, **row} for row in rows]
-        if group is sources and out_dir is not None and args.examples:
+        if group is sources and out_dir is not None and args.examples and main:
             record["examples"][setting.key] = write_examples(campaign, outcome, out_dir, args.examples)
-        if group is sources and args.save_images:
+        if group is sources and args.save_images and main:
             print(f"wrote adversarial images under {save_adversarial_images(campaign, outcome, args.save_images)}")
+    if not main:
+        return 0
     print(text_table(record), end="")
     if len(targets) > 1:
         print(transfer_matrix(record), end="")
@@ -373,7 +386,7 @@ def resume_hint(argv: list[str], args: argparse.Namespace) -> str:
     if getattr(args, "func", None) not in (cmd_run, cmd_train) or not getattr(args, "out", None):
         return ""
     extra = ([] if "--out" in argv else ["--out", args.out]) + ([] if "--resume" in argv else ["--resume"])
-    what = "settings" if args.func is cmd_run else "epochs"
+    what = "settings and chunks" if args.func is cmd_run else "epochs"
     return f"; the finished {what} are saved in {args.out}: continue with: metricattack {shlex.join(argv + extra)}"
 
 
@@ -423,9 +436,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_defense(p)
 
     subcommand("attack", cmd_attack, "run one attack setting (white-box or transfer)",
-               add_common, add_data, add_model, lambda p: add_attack(p, single=True), lambda p: add_pipeline(p, several=True))  # fmt: skip
+               add_common, add_chunks, add_data, add_model, lambda p: add_attack(p, single=True), lambda p: add_pipeline(p, several=True))  # fmt: skip
     subcommand("run", cmd_run, "the main job: clean evaluation and the standard attack sweep, with a report",
-               add_common, add_data, add_model, lambda p: add_attack(p, single=False), lambda p: add_pipeline(p, several=True))  # fmt: skip
+               add_common, add_chunks, add_data, add_model, lambda p: add_attack(p, single=False), lambda p: add_pipeline(p, several=True))  # fmt: skip
     p = subcommand("zoo", cmd_zoo, "the model zoo: train missing models (cached), list clean metrics", add_common)
     p.add_argument("names", nargs="*", help=f"zoo models (default all: {', '.join(zoo_names())})")
     p.add_argument("--list", action="store_true", help="only list, train nothing")
@@ -457,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         print(f"metricattack: interrupted{one_line(resume_hint(argv, args))}", file=sys.stderr)
         return interrupt_exit_code(exc)
+    finally:
+        distributed.stop()
 
 
 if __name__ == "__main__":

@@ -32,3 +32,28 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Within the block a first SIGINT / SIGTERM is held until the block ends (a chunk of work is saved),
+    then raised as usual; a second one raises at once. Outside the main thread, a no-op."""
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if received:
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        received.append(signum)
+
+    try:
+        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+    if received:
+        raise Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()

@@ -157,7 +157,7 @@ def gradient_check(campaign: Campaign, named: NamedModel) -> dict:
     if len(chosen) == 0:
         return _check("gradient", None, "no gallery image shares an identity with a query: nothing to probe")
     spec = named.model.spec
-    images = gallery.images[chosen].to(campaign.device).float().div(255).requires_grad_(True)
+    images = gallery.read(chosen).to(campaign.device).float().div(255).requires_grad_(True)
     own = gallery.pids[chosen].to(campaign.device)[:, None] == query.pids.to(campaign.device)[None, :]
     loss = NonTargetedMetricLoss(spec.metric, spec.normalize)
     with eval_mode([named.model]), torch.enable_grad():

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from dataclasses import fields
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from metricattack import __version__
+from metricattack import __version__, distributed
 from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, assign_targets, save_adversarial_images
 from metricattack.errors import InputError
 from metricattack.evaluation.pipeline import PLAIN_NAME
@@ -23,7 +24,8 @@ from metricattack.robustness import embedding_shift
 
 
 # what must match for --resume to continue a run: the rows of the record must come from the same experiment
-IDENTITY_KEYS = ("seed", "quantize", "average_precision", "dataset", "models", "plan")
+IDENTITY_KEYS = ("seed", "quantize", "average_precision", "dataset", "models", "plan", "chunk_size")
+CHUNKS_FOLDER = "chunks"  # out_dir/chunks/<setting>/<source>/: the finished chunks of the setting under way
 
 
 def settings_from_config(entries: list, options: argparse.ArgumentParser | None = None) -> list[AttackSetting | Job]:
@@ -103,6 +105,7 @@ def base_record(campaign: Campaign, command: str) -> dict:
         "seed": campaign.seed,
         "device": str(campaign.device),
         "quantize": campaign.quantize_images,
+        "chunk_size": campaign.chunk_size,
         "average_precision": campaign.average_precision,
         "dataset": {
             "name": campaign.data.name,
@@ -151,6 +154,9 @@ def run_sweep(
         if job.source is not None and job.source not in (models or {}):
             raise InputError(f"settings: source model {job.source!r} was not loaded")
     out_dir = Path(out_dir)
+    if not distributed.is_main():  # under torchrun the first process checks, locks and writes the folder
+        return _sweep(campaign, jobs, out_dir, command, resume, save_images, examples, models or {}, extra or {},
+                      source_groups or [campaign.sources])
     check_out_dir(out_dir, resume)
     with folder_lock(out_dir):
         return _sweep(campaign, jobs, out_dir, command, resume, save_images, examples, models or {}, extra or {},
@@ -164,8 +170,10 @@ def _sweep(
 ) -> dict:  # fmt: skip
     """``run_sweep``'s work, inside the folder lock."""
     previous_record = {"results": [], "examples": {}}
-    if resume and (out_dir / "results.json").is_file():
+    if resume and distributed.is_main() and (out_dir / "results.json").is_file():
         previous_record = read_results(out_dir)
+    previous_record = distributed.broadcast(previous_record)
+    main = distributed.is_main()
     done = previous_record["results"]
     record = {**base_record(campaign, command), "plan": [job.key for job in jobs], **extra}
     if "clean" in previous_record:
@@ -180,14 +188,25 @@ def _sweep(
             if group is groups[0] and job.key in previous_record.get("examples", {}):
                 record["examples"][job.key] = previous_record["examples"][job.key]
             continue
-        outcome, rows = campaign.run(job.setting, group)
+        outcome, rows = campaign.run(job.setting, group, out_dir / CHUNKS_FOLDER / safe_name(job.key) / safe_name(source))
         series = {} if job.series is None else {"series": job.series}
         shift = {named.name: embedding_shift(campaign, outcome, named) for named in campaign.targets}
         record["results"] += [{"key": job.key, **row, **series, "embedding_shift": shift[row["target"]]} for row in rows]
-        if examples and group is groups[0]:  # examples are filed under the setting's key, which other sources share
+        if main and examples and group is groups[0]:  # examples are filed under the setting's key, which other sources share
             record["examples"][job.key] = write_examples(campaign, outcome, out_dir, examples)
-        if save_images is not None and group is groups[0]:
+        if main and save_images is not None and group is groups[0]:
             save_adversarial_images(campaign, outcome, Path(save_images) / job.key)
+        if main:
+            write_results(out_dir, record)
+        distributed.barrier()  # every process is done with the setting's chunks
+        if main:
+            outcome.discard()
+    if main:
         write_results(out_dir, record)
-    write_results(out_dir, record)
+        shutil.rmtree(out_dir / CHUNKS_FOLDER, ignore_errors=True)  # only finished settings' (empty) folders are left
     return record
+
+
+def safe_name(name: str) -> str:
+    """``name`` as one folder name (a model reference may hold slashes or colons)."""
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)

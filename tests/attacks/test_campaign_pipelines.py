@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from metricattack.attacks.attack import MetricAttack
+from metricattack.attacks.chunks import AttackedSide
 from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, quantize
 from metricattack.attacks.losses import NonTargetedMetricLoss
 from metricattack.attacks.steps import build_step_rule
@@ -70,7 +71,7 @@ def test_a_row_per_pipeline_each_equal_to_a_direct_evaluation(campaign, tiny_mod
 
 def test_an_attack_that_changed_nothing_did_no_damage(campaign):
     outcome = campaign.attack(AttackSetting("fgsm", 5.0, "query"))
-    outcome.query_images = campaign.query.images[outcome.query_indices].float() / 255
+    outcome.query = AttackedSide.from_images("query", outcome.query_indices, campaign.query.images[outcome.query_indices].float() / 255)
     for pipeline in PIPELINES:
         result, _ = campaign.evaluate_outcome(outcome, campaign.targets[0], pipeline)
         clean = campaign.clean_result(campaign.targets[0], pipeline)

@@ -27,6 +27,7 @@ import time
 
 import torch
 
+from metricattack.attacks.chunks import AttackedSide
 from metricattack.attacks.campaign import AttackOutcome, AttackSetting, Campaign, NamedModel, quantize, register_campaign_attack
 from metricattack.attacks.steps import pixels_to_fraction
 from metricattack.errors import InputError
@@ -161,10 +162,10 @@ class BlackBoxAttack:
         for start in range(0, len(indices), campaign.batch_size):
             batch = indices[start : start + campaign.batch_size]
             generator = torch.Generator().manual_seed(campaign.seed * 100_003 + start)  # per batch: budgets are prefixes
-            images, _ = attack.run(query.images[batch].float().div(255), query.pids[batch], oracle, generator)
+            images, _ = attack.run(query.read(batch).float().div(255), query.pids[batch], oracle, generator)
             adversarial.append(quantize(images) if campaign.quantize_images else images)
-        images = torch.cat(adversarial) if adversarial else torch.zeros(0, *query.images.shape[1:])
+        images = torch.cat(adversarial) if adversarial else torch.zeros(0, *query.shape)
         empty = torch.zeros(0, dtype=torch.long)
-        return AttackOutcome(setting, indices, images, empty, torch.zeros(0, *query.images.shape[1:]),
-                             torch.full_like(indices, -1), empty, seconds=time.perf_counter() - started,
-                             num_steps=attack.budget)  # fmt: skip
+        return AttackOutcome(setting, AttackedSide.from_images("query", indices, images),
+                             AttackedSide.from_images("gallery", empty, torch.zeros(0, *query.shape)),
+                             seconds=time.perf_counter() - started, num_steps=attack.budget)  # fmt: skip

@@ -1,7 +1,10 @@
 """A campaign: which side is attacked, with which references and targets, then evaluation of the result.
 
-Images stay in memory as 8-bit tensors; every model's clean features are computed once and reused by
-every setting; only attacked images are passed through the models again.
+Images are read from disk when needed (only labels and features stay in memory); every model's clean
+features are computed once and reused by every setting; only attacked images are passed through the
+models again. A setting attacks its images chunk by chunk: each finished chunk is stored (in a folder when
+one is given, so an interrupted setting resumes from its last chunk), and under torchrun the chunks and
+the clean feature batches are shared among the processes.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from metricattack import distributed
 from metricattack.attacks import goals
 from metricattack.attacks.attack import MetricAttack
+from metricattack.attacks.chunks import COUNTERS, AttackedSide, FolderChunks, MemoryChunks, chunk_ranges
+from metricattack.attacks.side_images import SideImages, load_side
 from metricattack.attacks.losses import NonTargetedMetricLoss, TargetedMetricLoss
 from metricattack.attacks.steps import SCHEDULES, build_step_rule, pixels_to_fraction
-from metricattack.data.base import ReIDData, Sample
+from metricattack.data.base import ReIDData
 from metricattack.data.writer import write_images
 from metricattack.errors import InputError
 from metricattack.evaluation import RetrievalMetrics, evaluate_ranking, pairwise_distance, top_k_valid
@@ -28,7 +34,8 @@ from metricattack.evaluation.ranking import valid_mask
 from metricattack.evaluation.damage import RankingSummary, match_rank_stats, ranking_damage, summarize_ranking
 from metricattack.evaluation.perceptibility import perturbation_sizes
 from metricattack.evaluation.pipeline import PLAIN, FlipAverage, Pipeline, check_pipelines, with_flip
-from metricattack.features import check_finite, read_images
+from metricattack.features import check_finite
+from metricattack.interrupt import deferred_signals
 from metricattack.models.reid import ReIDModel
 
 SIDES = ("gallery", "query", "both")
@@ -128,27 +135,13 @@ class NamedModel:
 
 
 @dataclass
-class SideImages:
-    """One side's images (8-bit, in memory) with pids and camids."""
-
-    samples: list[Sample]
-    images: torch.Tensor  # (N,3,H,W) uint8
-    pids: torch.Tensor  # (N,)
-    camids: torch.Tensor  # (N,)
-
-
-@dataclass
 class AttackOutcome:
-    """The adversarial images of one setting (only the attacked rows) and their target pids."""
+    """The adversarial images of one setting (only the attacked rows of each side, stored chunk by chunk)."""
 
     setting: AttackSetting
-    query_indices: torch.Tensor  # (Aq,) long
-    query_images: torch.Tensor  # (Aq,3,H,W) float in [0,1]
-    gallery_indices: torch.Tensor
-    gallery_images: torch.Tensor
-    query_targets: torch.Tensor  # (Aq,) target pid per attacked query (-1: none)
-    gallery_targets: torch.Tensor
-    seconds: float
+    query: AttackedSide
+    gallery: AttackedSide
+    seconds: float  # attack time summed over chunks (and over processes under torchrun)
     num_steps: int = 1
     gradient_passes: int = 0  # images passed forward and backward through a source model
     forward_passes: int = 0  # images passed forward only (early-stopping checks, best-iterate scoring)
@@ -159,19 +152,20 @@ class AttackOutcome:
     @property
     def num_attacked(self) -> int:
         """Number of images the attack changed (or was allowed to change)."""
-        return len(self.query_indices) + len(self.gallery_indices)
+        return len(self.query) + len(self.gallery)
 
+    # The attacked rows of each side, their target pids (-1: none) and, gathered from every chunk, their images.
+    query_indices = property(lambda self: self.query.indices)
+    gallery_indices = property(lambda self: self.gallery.indices)
+    query_targets = property(lambda self: self.query.targets)
+    gallery_targets = property(lambda self: self.gallery.targets)
+    query_images = property(lambda self: self.query.images())
+    gallery_images = property(lambda self: self.gallery.images())
 
-def load_side(samples: list[Sample], batch_size: int, image_size: tuple[int, int] | None, workers: int) -> SideImages:
-    """Read a split's images into one 8-bit tensor."""
-    if not samples:
-        raise InputError("no images in this split (expected a non-empty query and gallery)")
-    return SideImages(
-        samples,
-        read_images(samples, batch_size, image_size, workers),
-        torch.tensor([s.pid for s in samples]),
-        torch.tensor([s.camid for s in samples]),
-    )
+    def discard(self) -> None:
+        """Drop the stored chunks (their folder, when the setting was stored in one)."""
+        for side in (self.query, self.gallery):
+            side.store.discard()
 
 
 def first_hit_ranks(distances: torch.Tensor, valid: torch.Tensor, hits: torch.Tensor) -> torch.Tensor:
@@ -193,6 +187,16 @@ def rule_stops(attack: MetricAttack) -> bool:
 def quantize(images: torch.Tensor) -> torch.Tensor:
     """Round images in [0,1] to 8 bits, as saving them as PNG would."""
     return images.mul(255).round().div(255)
+
+
+def to_8bit(images: torch.Tensor) -> torch.Tensor:
+    """Images in [0,1] as uint8, rounded as ``quantize`` rounds them."""
+    return images.mul(255).round().to(torch.uint8)
+
+
+def chunk_seed(seed: int, number: int) -> int:
+    """The seed of a setting's chunk ``number``: ``seed`` itself for chunk 0, spread apart for the others."""
+    return (seed ^ (number * 0x9E3779B97F4A7C15)) % 2**63
 
 
 def assign_targets(
@@ -234,6 +238,7 @@ class Campaign:
         workers: int = 0,
         progress: bool = True,
         pipelines: Sequence[Pipeline] = (PLAIN,),
+        chunk_size: int = 1024,
     ) -> None:
         if not sources or not targets:
             raise InputError("a campaign needs at least one source and one target model")
@@ -247,7 +252,8 @@ class Campaign:
         self.seed = seed
         self.quantize_images = quantize_images
         self.average_precision = average_precision
-        self.progress = progress
+        self.progress = progress and distributed.is_main()
+        self.chunk_size = chunk_size  # images per stored chunk of a setting, and per read of clean images
         for named in {id(m.model): m for m in sources + targets}.values():
             named.model.to(device).eval()
         self.query = load_side(data.query, batch_size, image_size, workers)
@@ -266,14 +272,25 @@ class Campaign:
             chunks.append(model(batch).float())
         return torch.cat(chunks)
 
+    def side_features(self, model: ReIDModel, side: SideImages, desc: str) -> torch.Tensor:
+        """Features (on the device) of a whole side's clean images, read from disk a chunk at a time; under
+        torchrun each process embeds its share of the chunks and every process gets them all."""
+        ranges = chunk_ranges(len(side), self.chunk_size)
+
+        def embed(number: int) -> torch.Tensor:
+            return distributed.portable(self.features(model, side.read(range(*ranges[number]))))
+
+        parts = distributed.share(tqdm(range(len(ranges)), desc=desc, disable=not self.progress, leave=False), embed)
+        return torch.cat([parts[number].to(self.device) for number in range(len(ranges))])
+
     def clean_features(self, named: NamedModel, flip: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(query, gallery) clean features of a model, computed once; ``flip`` overrides the deployed flip averaging."""
         model = named.model if flip is None else with_flip(named.model, flip)
         key = (named.name, isinstance(model, FlipAverage))
         if key not in self._clean:
             self._clean[key] = (
-                check_finite(self.features(model, self.query.images), named.name, "query images"),
-                check_finite(self.features(model, self.gallery.images), named.name, "gallery images"),
+                check_finite(self.side_features(model, self.query, f"features of {named.name} (query)"), named.name, "query images"),
+                check_finite(self.side_features(model, self.gallery, f"features of {named.name} (gallery)"), named.name, "gallery images"),
             )
         return self._clean[key]
 
@@ -319,14 +336,17 @@ class Campaign:
         return {"pipeline": (pipeline or self.pipelines[0]).name, **metrics.as_dict(), **match_rank_stats(summary)}
 
     # --- attack ---------------------------------------------------------------------------
-    def attack(self, setting: AttackSetting, sources: list[NamedModel] | None = None) -> AttackOutcome:
-        """Run one setting with the source model(s) (default: the campaign's); returns the adversarial images."""
+    def attack(self, setting: AttackSetting, sources: list[NamedModel] | None = None, folder: Path | None = None) -> AttackOutcome:
+        """Run one setting with the source model(s) (default: the campaign's); returns the adversarial images.
+
+        With ``folder`` each finished chunk is stored there, and chunks already there are reused: an
+        interrupted setting resumes from its last finished chunk.
+        """
         setting.validate()
         sources = sources or self.sources
         if setting.attack in CAMPAIGN_ATTACKS:
             return CAMPAIGN_ATTACKS[setting.attack](self, setting, sources)
         rule = setting.step_rule()
-        generator = torch.Generator(device=self.device).manual_seed(self.seed)
         losses = []
         for named in sources:
             normalize = named.model.spec.normalize
@@ -335,34 +355,27 @@ class Campaign:
             else:
                 losses.append(NonTargetedMetricLoss(setting.attack_distance, normalize))
         attack = MetricAttack([s.model for s in sources], losses, rule)
-        started = time.perf_counter()
-        empty = (torch.zeros(0, dtype=torch.long), torch.zeros(0, 3, 1, 1), torch.zeros(0, dtype=torch.long))
-        query_part = gallery_part = empty
+        empty = torch.zeros(0, dtype=torch.long)
+        query = AttackedSide("query", empty, empty)
+        gallery = AttackedSide("gallery", empty, empty)
         if setting.side in ("query", "both"):
-            query_part = self._attack_side(attack, sources, setting, self.query, self.gallery, 0, generator)
+            query = self._attack_side(attack, sources, setting, self.query, self.gallery, 0, folder)
         if setting.side in ("gallery", "both"):
             # Both sides: the gallery moves away from the attacked queries, not from their clean features, which
             # they have already left (pushing both sides from clean references moves an identity's pair together).
             references = None
-            if setting.side == "both" and len(query_part[0]):
-                references = [self._attacked_queries(named, *query_part[:2]) for named in sources]
-            gallery_part = self._attack_side(attack, sources, setting, self.gallery, self.query, 1, generator, references)
-        return AttackOutcome(
-            setting,
-            *query_part[:2],
-            *gallery_part[:2],
-            query_part[2],
-            gallery_part[2],
-            seconds=time.perf_counter() - started,
-            num_steps=getattr(rule, "steps", 1),
-            gradient_passes=attack.gradient_passes,
-            forward_passes=attack.forward_passes,
-        )
+            if setting.side == "both" and len(query):
+                references = [self._attacked_queries(named, query) for named in sources]
+            gallery = self._attack_side(attack, sources, setting, self.gallery, self.query, 1, folder, references, first_chunk=len(query.ranges()))
+        counters = {key: query.counters[key] + gallery.counters[key] for key in COUNTERS}
+        return AttackOutcome(setting, query, gallery, seconds=counters["seconds"], num_steps=getattr(rule, "steps", 1),
+                             gradient_passes=counters["gradient_passes"], forward_passes=counters["forward_passes"])  # fmt: skip
 
-    def _attacked_queries(self, named: NamedModel, indices: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    def _attacked_queries(self, named: NamedModel, query: AttackedSide) -> torch.Tensor:
         """A model's clean query features (Q,D) with the attacked queries' features in their rows."""
         features = self.clean_features(named)[0].clone()
-        features[indices.to(self.device)] = self.features(named.model, images)
+        for indices, images in query.chunks():
+            features[indices.to(self.device)] = self.features(named.model, images)
         return features
 
     def _attack_side(
@@ -373,10 +386,11 @@ class Campaign:
         side: SideImages,
         reference: SideImages,
         reference_slot: int,  # which of (query, gallery) clean features the references are: the other side
-        generator: torch.Generator,
+        folder: Path | None,
         references: list[torch.Tensor] | None = None,  # per source, default: its clean features of the reference side
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Attack the images of ``side`` whose identity appears on the reference side."""
+        first_chunk: int = 0,  # the setting's number of this side's first chunk (seeds its random starts)
+    ) -> AttackedSide:
+        """Attack, chunk by chunk, the images of ``side`` whose identity appears on the reference side."""
         reference_pids = reference.pids.to(self.device)
         present = torch.isin(side.pids, reference.pids) & (side.pids > 0)
         targets = torch.full_like(side.pids, -1)
@@ -386,25 +400,53 @@ class Campaign:
                 targets[side.pids == pid] = target
             present &= targets >= 0
         indices = present.nonzero().flatten()
+        name = "query" if reference_slot == 0 else "gallery"
+        store = MemoryChunks() if folder is None else FolderChunks(folder)
+        attacked = AttackedSide(name, indices, targets[indices], store, self.chunk_size)
         references = references or [self.clean_features(named)[1 - reference_slot] for named in sources]
         goal_of = self._goal(setting, sources, side, reference, reference_slot, targets) if rule_stops(attack) else None
-        # One buffer up front: a growing list of kept batches fragments the heap, and every later step's
-        # temporaries then come from fresh pages (measured 10-15 % of the attack's time on a CPU).
-        adversarial = torch.empty((len(indices), *side.images.shape[1:]))
-        batches = range(0, len(indices), self.batch_size)
-        label = f"{setting.key} ({'query' if reference_slot == 0 else 'gallery'})"
-        for start in tqdm(batches, desc=label, disable=not self.progress, leave=False):
-            batch = indices[start : start + self.batch_size]
-            images = side.images[batch].to(self.device).float().div(255)
-            batch_pids = side.pids[batch].to(self.device)
-            own_mask = batch_pids[:, None] == reference_pids[None, :]
-            target_mask = None
-            if setting.goal == "targeted":
-                target_mask = targets[batch].to(self.device)[:, None] == reference_pids[None, :]
-            goal = None if goal_of is None else goal_of(batch)
-            adv = attack.perturb(images, references, own_mask, target_mask, generator, goal)
-            adversarial[start : start + len(batch)] = quantize(adv) if self.quantize_images else adv
-        return indices, adversarial, targets[indices]
+
+        def attack_chunk(number: int):
+            start, stop = attacked.ranges()[number]
+            with deferred_signals():  # a Ctrl-C or SIGTERM takes effect once this chunk is stored
+                started, passes = time.perf_counter(), (attack.gradient_passes, attack.forward_passes)
+                # The chunk's own generator: random starts do not depend on which chunks ran before (resume, torchrun).
+                generator = torch.Generator(device=self.device).manual_seed(chunk_seed(self.seed, first_chunk + number))
+                chunk = indices[start:stop]
+                images = side.read(chunk)
+                adversarial = torch.empty(images.shape, dtype=torch.uint8 if self.quantize_images else torch.float32)
+                for offset in range(0, len(chunk), self.batch_size):
+                    batch = chunk[offset : offset + self.batch_size]
+                    clean = images[offset : offset + len(batch)].to(self.device).float().div(255)
+                    own_mask = side.pids[batch].to(self.device)[:, None] == reference_pids[None, :]
+                    target_mask = None
+                    if setting.goal == "targeted":
+                        target_mask = targets[batch].to(self.device)[:, None] == reference_pids[None, :]
+                    goal = None if goal_of is None else goal_of(batch)
+                    adv = attack.perturb(clean, references, own_mask, target_mask, generator, goal)
+                    adversarial[offset : offset + len(batch)] = to_8bit(adv) if self.quantize_images else adv
+                counters = {
+                    "gradient_passes": attack.gradient_passes - passes[0],
+                    "forward_passes": attack.forward_passes - passes[1],
+                    "seconds": time.perf_counter() - started,
+                }
+                store.save(attacked.chunk_name(number), adversarial.cpu(), counters)
+            return None if isinstance(store, FolderChunks) else (adversarial.cpu(), counters)  # a folder is shared on disk
+
+        chunks = range(len(attacked.ranges()))
+        label = f"{setting.key} ({name})"
+        stored = {number for number in chunks if store.load_counters(attacked.chunk_name(number)) is not None}
+        shared = distributed.share(tqdm(chunks, desc=label, disable=not self.progress, leave=False), attack_chunk, stored.__contains__)
+        for number, payload in shared.items():  # other processes' chunks, when they are not on a shared disk
+            if payload is not None and not distributed.mine(number):
+                store.save(attacked.chunk_name(number), *payload)
+        distributed.barrier()  # every process's chunks are stored before anyone reads them
+        for number in chunks:
+            counters = store.load_counters(attacked.chunk_name(number))
+            if counters is None:
+                raise RuntimeError(f"chunk {attacked.chunk_name(number)} of {setting.key} is missing after the attack")
+            attacked.counters = {key: attacked.counters[key] + counters.get(key, 0) for key in COUNTERS}
+        return attacked
 
     def _goal(
         self,
@@ -474,12 +516,10 @@ class Campaign:
         pipeline = pipeline or self.pipelines[0]
         model = with_flip(named.model, pipeline.flip)
         query_features, gallery_features = (f.clone() for f in self.clean_features(named, pipeline.flip))
-        if len(outcome.query_indices):
-            attacked = self.features(model, outcome.query_images)
-            query_features[outcome.query_indices.to(self.device)] = check_finite(attacked, named.name, "attacked queries")
-        if len(outcome.gallery_indices):
-            attacked = self.features(model, outcome.gallery_images)
-            gallery_features[outcome.gallery_indices.to(self.device)] = check_finite(attacked, named.name, "attacked gallery images")
+        for features, attacked, what in ((query_features, outcome.query, "attacked queries"),
+                                         (gallery_features, outcome.gallery, "attacked gallery images")):  # fmt: skip
+            for indices, images in attacked.chunks():
+                features[indices.to(self.device)] = check_finite(self.features(model, images), named.name, what)
         metrics, distances = self.evaluate(named, query_features, gallery_features, pipeline)
         summary = self.summarize(distances)
         if deployed:
@@ -490,9 +530,8 @@ class Campaign:
             clean_distances = self.evaluate(named, *self.clean_features(named, pipeline.flip), pipeline)[1]
             result.update(self.target_success(outcome, distances, clean_distances))
         if outcome.perceptibility is None:
-            sides = ((self.query, outcome.query_indices, outcome.query_images),
-                     (self.gallery, outcome.gallery_indices, outcome.gallery_images))  # fmt: skip
-            pairs = [(side.images[indices], images) for side, indices, images in sides if len(indices)]
+            pairs = ((side.read(indices), images) for side, attacked in ((self.query, outcome.query), (self.gallery, outcome.gallery))
+                     for indices, images in attacked.chunks())  # fmt: skip
             outcome.perceptibility = perturbation_sizes(pairs, self.batch_size, self.device)
         return {**result, **outcome.perceptibility}, distances
 
@@ -524,10 +563,11 @@ class Campaign:
             result[f"target_rank_{name}"] = ranks.mean().item() if len(ranks) else float("nan")
         return result
 
-    def run(self, setting: AttackSetting, sources: list[NamedModel] | None = None) -> tuple[AttackOutcome, list[dict]]:
-        """Attack with the sources, evaluate on every target; one result row per target model."""
+    def run(self, setting: AttackSetting, sources: list[NamedModel] | None = None, folder: Path | None = None) -> tuple[AttackOutcome, list[dict]]:
+        """Attack with the sources (chunks stored in ``folder`` if given), evaluate on every target; one result
+        row per target model and pipeline."""
         sources = sources or self.sources
-        outcome = self.attack(setting, sources)
+        outcome = self.attack(setting, sources, folder)
         rows = []
         for named, pipeline in itertools.product(self.targets, self.pipelines):
             metrics, _ = self.evaluate_outcome(outcome, named, pipeline)
@@ -545,22 +585,20 @@ class Campaign:
             )
         return outcome, rows
 
-    def adversarial_side(self, outcome: AttackOutcome, side: str) -> torch.Tensor:
-        """A full side's images (float, [0,1]) with the attacked rows replaced."""
-        source = self.query if side == "query" else self.gallery
-        images = source.images.float().div(255)
-        indices = outcome.query_indices if side == "query" else outcome.gallery_indices
-        images[indices] = outcome.query_images if side == "query" else outcome.gallery_images
-        return images
-
 
 def save_adversarial_images(campaign: Campaign, outcome: AttackOutcome, out_dir: str | Path) -> Path:
     """Write the attacked sides as PNGs under ``out_dir`` in the data set's own layout (paths relative to its root).
 
-    Unattacked images of those sides are written too (losslessly), so the tree is complete.
+    Unattacked images of those sides are written too (losslessly), so the tree is complete; a chunk at a time.
     """
     out_dir = Path(out_dir)
-    for side in ("query", "gallery"):
-        samples = campaign.query.samples if side == "query" else campaign.gallery.samples
-        write_images(campaign.adversarial_side(outcome, side), samples, campaign.data.root, out_dir)
+    for side, attacked in ((campaign.query, outcome.query), (campaign.gallery, outcome.gallery)):
+        for indices, images in attacked.chunks():
+            write_images(images, [side.samples[i] for i in indices], campaign.data.root, out_dir)
+        untouched = torch.ones(len(side), dtype=torch.bool)
+        untouched[attacked.indices] = False
+        rest = untouched.nonzero().flatten()
+        for start, stop in chunk_ranges(len(rest), campaign.chunk_size):
+            chunk = rest[start:stop]
+            write_images(side.read(chunk).float().div(255), [side.samples[i] for i in chunk], campaign.data.root, out_dir)
     return out_dir

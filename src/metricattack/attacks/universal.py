@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from metricattack.atomic import atomic_write
 from metricattack.attacks.attack import eval_mode
+from metricattack.attacks.chunks import AttackedSide
 from metricattack.attacks.campaign import AttackOutcome, AttackSetting, Campaign, NamedModel, quantize, register_campaign_attack
 from metricattack.attacks.losses import NonTargetedMetricLoss
 from metricattack.attacks.steps import NORMS, pixels_to_fraction
@@ -151,7 +152,7 @@ class UniversalAttack:
         learner = self.perturbation(setting)
         learner.batch_size = campaign.batch_size
         started = time.perf_counter()
-        shape = tuple(campaign.query.images.shape[-2:])
+        shape = tuple(campaign.query.shape[-2:])
         train_images = read_images(campaign.data.train, campaign.batch_size, shape, progress=campaign.progress)
         train_pids = torch.tensor([s.pid for s in campaign.data.train], device=campaign.device)
         references = [campaign.features(named.model, train_images) for named in sources]  # (N,D_m) per model
@@ -180,10 +181,7 @@ class UniversalAttack:
             indices = torch.zeros(0, dtype=torch.long)
             if setting.side in (name, "both"):
                 indices = (torch.isin(side.pids, other.pids) & (side.pids > 0)).nonzero().flatten()
-            images = apply_perturbation(side.images[indices].float().div(255), delta.cpu())
-            parts[name] = (indices, quantize(images) if campaign.quantize_images else images)
-        return UniversalOutcome(
-            setting, *parts["query"], *parts["gallery"],
-            torch.full_like(parts["query"][0], -1), torch.full_like(parts["gallery"][0], -1),
-            seconds=time.perf_counter() - started, num_steps=learner.epochs, perturbation=delta.cpu(),
-        )  # fmt: skip
+            images = apply_perturbation(side.read(indices).float().div(255), delta.cpu())
+            parts[name] = AttackedSide.from_images(name, indices, quantize(images) if campaign.quantize_images else images)
+        return UniversalOutcome(setting, parts["query"], parts["gallery"], seconds=time.perf_counter() - started,
+                                num_steps=learner.epochs, perturbation=delta.cpu())  # fmt: skip

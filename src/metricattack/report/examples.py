@@ -43,17 +43,17 @@ def write_examples(campaign: Campaign, outcome: AttackOutcome, out_dir: Path, co
     ``out_dir/examples/<setting>/``; returns their description (paths relative to ``out_dir``)."""
     named = campaign.targets[0]
     folder = Path("examples") / outcome.setting.key
-    attacked_query = dict(zip(outcome.query_indices.tolist(), outcome.query_images))
-    attacked_gallery = dict(zip(outcome.gallery_indices.tolist(), outcome.gallery_images))
+    attacked_query = dict.fromkeys(outcome.query_indices.tolist())  # ordered, with O(1) membership
+    attacked_gallery = dict.fromkeys(outcome.gallery_indices.tolist())
     query_target = dict(zip(outcome.query_indices.tolist(), outcome.query_targets.tolist()))
     gallery_target = dict(zip(outcome.gallery_indices.tolist(), outcome.gallery_targets.tolist()))
 
     def image_path(side: str, index: int, adversarial: bool) -> str:
-        images, attacked = (campaign.query, attacked_query) if side == "query" else (campaign.gallery, attacked_gallery)
+        images, attacked = (campaign.query, outcome.query) if side == "query" else (campaign.gallery, outcome.gallery)
         name = f"{side[0]}{index}{'_adv' if adversarial else ''}.png"
         path = out_dir / folder / name
         if not path.exists():
-            save_png(attacked[index] if adversarial else images.images[index].float().div(255), path)
+            save_png(attacked.image(index) if adversarial else images.read([index])[0].float().div(255), path)
         return str(folder / name)
 
     def entry(index: int, query_pid: int, target_pid: int | None, after: bool) -> dict:

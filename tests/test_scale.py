@@ -1,0 +1,196 @@
+"""Scale: images read from disk by index, settings stored chunk by chunk, resume inside a setting after a real
+signal, clean stops after the current chunk, and torchrun sharing the work among processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import metricattack
+from metricattack.attacks.attack import MetricAttack
+from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel
+from metricattack.attacks.chunks import FolderChunks
+from metricattack.cli import main
+from metricattack.features import read_images
+from metricattack.interrupt import Terminated, deferred_signals
+from metricattack.models import build_model, save_checkpoint
+
+SMALL = ["--train-ids", "4", "--test-ids", "6", "--cameras", "2", "--height", "32", "--width", "16"]
+# Keys whose values are the run's own (when, how long, which command), not its results.
+OWN = {"created", "command", "seconds"}
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("scale") / "data"
+    assert main(["synth", "--out", str(root), "--seed", "7", "--no-progress", *SMALL]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "rand", build_model("compact", input_size=(32, 16)))
+
+
+def run_argv(data_root: Path, checkpoint: Path, out: Path, config: Path, *extra: str) -> list[str]:
+    return ["run", "--dataset", "market1501", "--data-root", str(data_root), "--no-progress", "--weights", str(checkpoint),
+            "--config", str(config), "--out", str(out), "--examples", "0", "--chunk-size", "4", "--batch-size", "2", *extra]  # fmt: skip
+
+
+def comparable(record: dict) -> dict:
+    """A results.json without the values that differ between two runs of the same experiment."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in OWN}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip(record)
+
+
+def assert_same_rows(rows: list[dict], others: list[dict]) -> None:
+    """The same result rows, floats equal to 1e-9 relative (sums over chunks of other sizes round differently)."""
+    assert len(rows) == len(others) > 0
+    for row, other in zip(map(comparable, rows), map(comparable, others)):
+        assert row.keys() == other.keys()
+        for key, value in row.items():
+            if isinstance(value, float):
+                assert other[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+            else:
+                assert other[key] == value, key
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(Path(metricattack.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+
+
+# --- images from disk ----------------------------------------------------------------------------------
+def test_a_side_reads_the_same_images_as_reading_the_whole_split(tiny_data, tiny_model):
+    named = NamedModel("tiny", tiny_model)
+    campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=3, progress=False, chunk_size=5)
+    everything = read_images(tiny_data.gallery, 7)
+    chosen = torch.tensor([len(tiny_data.gallery) - 1, 0, 5, 5, 2])
+    assert torch.equal(campaign.gallery.read(chosen), everything[chosen])
+    assert torch.equal(campaign.gallery.read(), everything)
+    expected = campaign.features(tiny_model, everything)  # one in-memory pass over the whole split
+    assert torch.allclose(campaign.clean_features(named)[1], expected, atol=1e-5)
+
+
+# --- chunks --------------------------------------------------------------------------------------------
+def test_the_chunk_size_changes_neither_the_images_nor_the_metrics(tiny_data, tiny_model):
+    named = NamedModel("tiny", tiny_model)
+    outcomes = {}
+    for chunk_size in (3, 1024):
+        campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=chunk_size)
+        outcome, rows = campaign.run(AttackSetting("mifgsm", 4.0, "both", steps=3))
+        outcomes[chunk_size] = (outcome, rows)
+    (small, small_rows), (large, large_rows) = outcomes[3], outcomes[1024]
+    assert len(small.gallery.ranges()) > 2 and len(large.gallery.ranges()) == 1
+    assert torch.equal(small.gallery_images, large.gallery_images) and torch.equal(small.query_images, large.query_images)
+    assert_same_rows(small_rows, large_rows)
+
+
+def test_a_stored_setting_is_reused_chunk_by_chunk(tiny_data, tiny_model, tmp_path, monkeypatch):
+    """Chunks found in the folder are not attacked again, and give the same results as attacking them."""
+    named = NamedModel("tiny", tiny_model)
+    campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=4)
+    setting = AttackSetting("pgd", 4.0, "gallery", steps=2, restarts=2)  # random starts: seeded per chunk
+    fresh, fresh_rows = campaign.run(setting, folder=tmp_path / "first")
+    chunks = sorted((tmp_path / "first").glob("*.safetensors"))
+    assert len(chunks) == len(fresh.gallery.ranges()) > 2
+    for path in chunks[len(chunks) // 2 :]:  # as if stopped half-way
+        path.unlink()
+    calls = []
+    perturb = MetricAttack.perturb
+    monkeypatch.setattr(MetricAttack, "perturb", lambda self, images, *a, **k: calls.append(len(images)) or perturb(self, images, *a, **k))
+    resumed, resumed_rows = campaign.run(setting, folder=tmp_path / "first")
+    assert sum(calls) == sum(stop - start for start, stop in fresh.gallery.ranges()[len(chunks) // 2 :])
+    assert torch.equal(resumed.gallery_images, fresh.gallery_images)
+    assert_same_rows(resumed_rows, fresh_rows)  # pass counts too: stored with each chunk
+
+
+def test_a_damaged_chunk_file_is_attacked_again(tiny_data, tiny_model, tmp_path):
+    named = NamedModel("tiny", tiny_model)
+    campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=4, progress=False, chunk_size=4)
+    setting = AttackSetting("ifgsm", 4.0, "gallery", steps=2)
+    fresh = campaign.attack(setting, folder=tmp_path)
+    path = sorted(tmp_path.glob("*.safetensors"))[0]
+    path.write_bytes(path.read_bytes()[:100])
+    assert FolderChunks(tmp_path).load(path.stem) is None
+    again = campaign.attack(setting, folder=tmp_path)
+    assert torch.equal(again.gallery_images, fresh.gallery_images)
+
+
+# --- signals -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("signum,error", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
+def test_a_signal_inside_a_chunk_takes_effect_when_the_chunk_ends(signum, error):
+    finished = []
+    with pytest.raises(error):
+        with deferred_signals():
+            os.kill(os.getpid(), signum)
+            time.sleep(0.05)
+            finished.append(True)  # the work after the signal still runs
+    assert finished == [True]
+    with pytest.raises(error):  # a second signal stops at once
+        with deferred_signals():
+            os.kill(os.getpid(), signum)
+            os.kill(os.getpid(), signum)
+            finished.append(False)
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_run_killed_inside_a_setting_resumes_to_the_uninterrupted_results(data_root, checkpoint, tmp_path):
+    config = tmp_path / "one.yaml"
+    config.write_text("settings: [{attack: pgd, eps: 4, steps: 30, restarts: 2}, {attack: fgsm, eps: 2}]\n")
+    whole = tmp_path / "whole"
+    assert main(run_argv(data_root, checkpoint, whole, config)) == 0
+    out = tmp_path / "stopped"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "metricattack", *run_argv(data_root, checkpoint, out, config)],
+        env=env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    chunks = out / "chunks"
+    deadline = time.monotonic() + 300
+    while not list(chunks.rglob("*.safetensors")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert len(stderr.splitlines()) == 1 and "chunks are saved in" in stderr
+    stored = list(chunks.rglob("*.safetensors"))
+    assert stored and all(FolderChunks(path.parent).load(path.stem) is not None for path in stored)  # whole files only
+    assert not (out / "results.json").is_file() or not json.loads((out / "results.json").read_text())["results"]
+    assert main([*run_argv(data_root, checkpoint, out, config), "--resume"]) == 0
+    resumed, uninterrupted = (json.loads((folder / "results.json").read_text()) for folder in (out, whole))
+    assert comparable(resumed) == comparable(uninterrupted)
+    assert not chunks.exists()  # a finished run leaves no chunks behind
+
+
+# --- torchrun ------------------------------------------------------------------------------------------
+def test_torchrun_with_two_processes_gives_the_single_process_results(data_root, checkpoint, tmp_path):
+    """Two CPU processes (gloo) share the chunks and the clean features; the first writes the files."""
+    config = tmp_path / "two.yaml"
+    config.write_text("settings: [{attack: pgd, eps: 4, steps: 3, restarts: 2, side: both}, {attack: ifgsm, eps: 3, goal: targeted}]\n")
+    single = tmp_path / "single"
+    assert main(run_argv(data_root, checkpoint, single, config)) == 0
+    shared = tmp_path / "shared"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "metricattack"]
+    done = subprocess.run([*launch, *run_argv(data_root, checkpoint, shared, config)], env=env(), capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("results in ") == 1  # only the first process prints and writes
+    one, two = (json.loads((folder / "results.json").read_text()) for folder in (single, shared))
+    rows_one, rows_two = one.pop("results"), two.pop("results")
+    assert comparable(one) == comparable(two)
+    assert_same_rows(rows_one, rows_two)
