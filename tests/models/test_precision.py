@@ -137,7 +137,8 @@ def test_an_attack_under_autocast_does_the_same_damage(model, problem, amp):
 def test_composes_with_flip_averaging_in_either_order(model):
     images = torch.rand(4, 3, 64, 32, generator=torch.Generator().manual_seed(0))
     outer = with_flip(with_precision(model, "bf16"), True)
-    inner = with_precision(with_flip(model, True), "bf16")
+    inner = with_precision(with_flip(model, True).eval(), "bf16")
+    assert not inner.training and not inner.model.training
     for wrapped in (outer, inner):
         assert isinstance(wrapped, FlipAverage) and isinstance(wrapped.model, Precision) and wrapped.model.model is model
         assert wrapped.spec is model.spec and wrapped.feature_dim == model.feature_dim

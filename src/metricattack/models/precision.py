@@ -101,7 +101,9 @@ def with_precision(model: nn.Module, amp: str = "off", channels_last: bool = Fal
     Channels-last is set on the model's own weights (in place), and undone when it is turned off again.
     """
     if isinstance(model, FlipAverage):
-        return FlipAverage(with_precision(model.model, amp, channels_last))
+        flipped = FlipAverage(with_precision(model.model, amp, channels_last))
+        flipped.training = model.training  # a fresh module is in train mode; an attack restores the mode it finds
+        return flipped
     amp_dtype(amp)  # checked before the weights are touched
     bare = model.model if isinstance(model, Precision) else model
     if channels_last or (isinstance(model, Precision) and model.channels_last):
