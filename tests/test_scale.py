@@ -194,3 +194,17 @@ def test_torchrun_with_two_processes_gives_the_single_process_results(data_root,
     rows_one, rows_two = one.pop("results"), two.pop("results")
     assert comparable(one) == comparable(two)
     assert_same_rows(rows_one, rows_two)
+
+
+# --- --amp and --channels-last through the CLI ----------------------------------------------------------
+def test_amp_and_channels_last_runs_give_the_float32_metrics_within_tolerance(data_root, checkpoint, tmp_path):
+    config = tmp_path / "one.yaml"
+    config.write_text("settings: [{attack: ifgsm, eps: 4, steps: 3}]\n")
+    records = {}
+    for name, extra in (("plain", ()), ("bf16", ("--amp", "bf16", "--channels-last")), ("layout", ("--channels-last",))):
+        assert main(run_argv(data_root, checkpoint, tmp_path / name, config, *extra)) == 0
+        records[name] = json.loads((tmp_path / name / "results.json").read_text())
+    plain, bf16, layout = (records[name]["results"][0] for name in ("plain", "bf16", "layout"))
+    assert layout["mAP"] == pytest.approx(plain["mAP"], abs=1e-6)  # the same arithmetic in another memory layout
+    assert bf16["mAP"] == pytest.approx(plain["mAP"], abs=0.03)  # bfloat16 rounding can move a few pixels' signs
+    assert records["bf16"]["clean"]["rand"]["mAP"] == pytest.approx(records["plain"]["clean"]["rand"]["mAP"], abs=0.02)

@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from metricattack import __version__, distributed
@@ -24,6 +24,7 @@ from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.interrupt import interrupt_exit_code, sigterm_raises
 from metricattack.data.subset import subset_query_identities
 from metricattack.models import DEFAULT_CHECKPOINT, FORMAT_NAMES, build_model, bundled_checkpoint, load_model, model_names, read_metadata, save_checkpoint
+from metricattack.models.precision import AMP_DTYPES, with_precision
 from metricattack.models.checkpoints import checkpoint_paths
 from metricattack.models.zoo import zoo_names, zoo_table
 from metricattack.report.compare import training_summary, write_compare
@@ -65,6 +66,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default 64)")
     parser.add_argument("--workers", type=nonneg_int, default=0, help="image-reading worker processes (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    """Mixed precision and memory format of the models' passes (for GPUs; off by default)."""
+    parser.add_argument("--amp", default="off", choices=tuple(AMP_DTYPES),
+                        help="autocast the models' forward and backward passes to bfloat16 / float16 (default off)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last (NHWC) memory format for the models")
 
 
 def add_chunks(parser: argparse.ArgumentParser) -> None:
@@ -185,6 +193,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = load_data(args.dataset, args.data_root, not args.no_progress)
     reference = main_reference(args)
     model, meta = reference.load()
+    model = with_precision(model, args.amp, args.channels_last)
     pipeline = Pipeline(args.flip, args.query_expansion, args.rerank)
     metrics = evaluate_model(model.to(device), data, device, args.batch_size, args.flip, args.image_size,
                              args.workers, args.ap, not args.no_progress, args.query_expansion, args.rerank,
@@ -250,6 +259,7 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
     seed_everything(args.seed)
     pipelines = pipelines_from_options(args.flip, args.query_expansion, args.rerank, args.pipelines)  # checked before reading data
     data = load_data(args.dataset, args.data_root, not args.no_progress)
+    sources, targets = ([replace(n, model=with_precision(n.model, args.amp, args.channels_last)) for n in group] for group in (sources, targets))
     if getattr(args, "subset", None) is not None:
         data = subset_query_identities(data, args.subset, args.seed)
     return Campaign(data, sources, targets, device, batch_size=args.batch_size, seed=args.seed,
@@ -412,7 +422,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         p.add_argument(f"--{name.replace('_', '-')}", type=positive_int, default=getattr(defaults, name))
     p.add_argument("--contact-sheet", metavar="PNG", type=out_file, help="also write a contact sheet (8 ids x cameras)")
 
-    p = subcommand("evaluate", cmd_evaluate, "clean retrieval metrics of a model on a data set", add_common, add_data, add_model,
+    p = subcommand("evaluate", cmd_evaluate, "clean retrieval metrics of a model on a data set", add_common, add_precision, add_data, add_model,
                    lambda p: add_pipeline(p, several=False))  # fmt: skip
     p.add_argument("--ap", default="standard", choices=("standard", "trapezoid"), help="AP definition")
     p.add_argument("--json", type=out_file, help="also write the metrics to this JSON file")
@@ -436,9 +446,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     add_defense(p)
 
     subcommand("attack", cmd_attack, "run one attack setting (white-box or transfer)",
-               add_common, add_chunks, add_data, add_model, lambda p: add_attack(p, single=True), lambda p: add_pipeline(p, several=True))  # fmt: skip
+               add_common, add_chunks, add_precision, add_data, add_model, lambda p: add_attack(p, single=True), lambda p: add_pipeline(p, several=True))  # fmt: skip
     subcommand("run", cmd_run, "the main job: clean evaluation and the standard attack sweep, with a report",
-               add_common, add_chunks, add_data, add_model, lambda p: add_attack(p, single=False), lambda p: add_pipeline(p, several=True))  # fmt: skip
+               add_common, add_chunks, add_precision, add_data, add_model, lambda p: add_attack(p, single=False), lambda p: add_pipeline(p, several=True))  # fmt: skip
     p = subcommand("zoo", cmd_zoo, "the model zoo: train missing models (cached), list clean metrics", add_common)
     p.add_argument("names", nargs="*", help=f"zoo models (default all: {', '.join(zoo_names())})")
     p.add_argument("--list", action="store_true", help="only list, train nothing")
