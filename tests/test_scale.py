@@ -208,3 +208,26 @@ def test_amp_and_channels_last_runs_give_the_float32_metrics_within_tolerance(da
     assert layout["mAP"] == pytest.approx(plain["mAP"], abs=1e-6)  # the same arithmetic in another memory layout
     assert bf16["mAP"] == pytest.approx(plain["mAP"], abs=0.03)  # bfloat16 rounding can move a few pixels' signs
     assert records["bf16"]["clean"]["rand"]["mAP"] == pytest.approx(records["plain"]["clean"]["rand"]["mAP"], abs=0.02)
+
+
+def test_evaluation_a_few_queries_at_a_time_equals_the_whole_matrix(tiny_data, tiny_model, monkeypatch):
+    """Metrics, ranking summaries and targeted success do not depend on how many distance rows are held at once."""
+    from metricattack.evaluation import ranking
+
+    named = NamedModel("tiny", tiny_model)
+    setting = AttackSetting("ifgsm", 6.0, "gallery", "targeted", steps=3)
+    results = []
+    for chunk_bytes in (ranking._CHUNK_BYTES, 1):  # the default; then one query row at a time
+        monkeypatch.setattr(ranking, "_CHUNK_BYTES", chunk_bytes)
+        campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=8, progress=False)
+        outcome, rows = campaign.run(setting)
+        metrics, distances = campaign.evaluate(named, *campaign.clean_features(named))
+        summary = campaign.clean_evaluation(named)[1]
+        results.append((rows, metrics, summary, outcome.rankings["tiny"], len(distances.ranges())))
+    (rows, metrics, summary, attacked, chunks), (rows_1, metrics_1, summary_1, attacked_1, chunks_1) = results
+    assert chunks == 1 and chunks_1 == len(tiny_data.query)
+    assert rows[0]["target_success_rank1"] > 0 and rows[0]["target_rank_before"] > rows[0]["target_rank_after"]
+    assert_same_rows(rows, rows_1)
+    assert metrics.as_dict() == metrics_1.as_dict()
+    for one, other in ((summary, summary_1), (attacked, attacked_1)):
+        assert torch.equal(one.first_match_rank, other.first_match_rank) and torch.equal(one.top, other.top)

@@ -106,7 +106,7 @@ def test_ifgsm_lowers_map_more_than_random_noise(campaign):
 
 def target_ranks(campaign, distances, queries, targets):
     """Rank (0-based) of the first gallery image of each query's target identity."""
-    order = distances[queries].argsort(dim=1, stable=True)
+    order = distances.matrix()[queries].argsort(dim=1, stable=True)
     hits = campaign.gallery.pids[order] == targets[:, None]
     return hits.float().argmax(dim=1).float()
 

@@ -280,7 +280,7 @@ def tied_features(seed: int):
 @pytest.mark.parametrize("seed", range(30))
 @pytest.mark.parametrize("block", [256, 3])
 def test_evaluate_features_does_not_depend_on_the_chunk_size(seed, block, monkeypatch):
-    monkeypatch.setattr(ranking, "_ROW_BLOCK", block)
+    monkeypatch.setattr(ranking, "ROW_BLOCK", block)
     query, gallery, labels = tied_features(seed)
     lists = [label.tolist() for label in labels]
     rows = ranking.BlockedDistances(query, gallery, "euclidean", False, min(block, len(query))).rows(0, len(query))

@@ -28,7 +28,9 @@ from metricattack.attacks.steps import SCHEDULES, build_step_rule, pixels_to_fra
 from metricattack.data.base import ReIDData
 from metricattack.data.writer import write_images
 from metricattack.errors import InputError
-from metricattack.evaluation import RetrievalMetrics, evaluate_ranking, pairwise_distance, top_k_valid
+from metricattack.evaluation import RetrievalMetrics, pairwise_distance
+from metricattack.evaluation.ranking import evaluate_rows
+from metricattack.evaluation.rows import DistanceRows
 from metricattack.evaluation.distance import DISTANCE_METRICS
 from metricattack.evaluation.ranking import valid_mask
 from metricattack.evaluation.damage import RankingSummary, match_rank_stats, ranking_damage, summarize_ranking
@@ -296,30 +298,30 @@ class Campaign:
 
     def evaluate(
         self, named: NamedModel, query_features: torch.Tensor, gallery_features: torch.Tensor, pipeline: Pipeline | None = None
-    ) -> tuple[RetrievalMetrics, torch.Tensor]:
-        """Metrics and the distance matrix (Q,G) under the model's own distance, after the query expansion and
-        re-ranking of ``pipeline`` (default: the deployed one); the features are already flip-averaged or not."""
+    ) -> tuple[RetrievalMetrics, DistanceRows]:
+        """Metrics and the distances (Q,G) (rows on demand) under the model's own distance, after the query expansion
+        and re-ranking of ``pipeline`` (default: the deployed one); the features are already flip-averaged or not."""
         spec = named.model.spec
-        distances = (pipeline or self.pipelines[0]).distances(query_features, gallery_features, spec.metric, spec.normalize)
-        metrics = evaluate_ranking(
-            distances,
-            self.query.pids.to(distances.device),
-            self.gallery.pids.to(distances.device),
-            self.query.camids.to(distances.device),
-            self.gallery.camids.to(distances.device),
-            average_precision=self.average_precision,
-        )
-        return metrics, distances
+        distances = (pipeline or self.pipelines[0]).distance_rows(query_features, gallery_features, spec.metric, spec.normalize)
+        labels = self.labels(query_features.device)
+        return evaluate_rows(distances, len(query_features), len(gallery_features), labels, self.average_precision), distances
+
+    def labels(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """Query pids, gallery pids, query camids, gallery camids on ``device``."""
+        return tuple(t.to(device) for t in (self.query.pids, self.gallery.pids, self.query.camids, self.gallery.camids))
 
     def clean_metrics(self, named: NamedModel, pipeline: Pipeline | None = None) -> RetrievalMetrics:
         """Metrics of the unattacked retrieval (under the deployed pipeline unless told)."""
         return self.clean_evaluation(named, pipeline)[0]
 
-    def summarize(self, distances: torch.Tensor) -> RankingSummary:
-        """First-match ranks and top-10 lists of a distance matrix (Q,G) under the protocol."""
-        device = distances.device
-        return summarize_ranking(distances, self.query.pids.to(device), self.gallery.pids.to(device),
-                                 self.query.camids.to(device), self.gallery.camids.to(device))  # fmt: skip
+    def summarize(self, distances: DistanceRows | torch.Tensor) -> RankingSummary:
+        """First-match ranks and top-10 lists of the distances (Q,G) under the protocol, a chunk of queries at a time."""
+        distances = DistanceRows.of_matrix(distances) if isinstance(distances, torch.Tensor) else distances
+        parts = []
+        for start, stop, rows in distances.chunks():
+            query_pids, gallery_pids, query_camids, gallery_camids = self.labels(rows.device)
+            parts.append(summarize_ranking(rows, query_pids[start:stop], gallery_pids, query_camids[start:stop], gallery_camids))
+        return RankingSummary(torch.cat([p.first_match_rank for p in parts]), torch.cat([p.top for p in parts]))
 
     def clean_evaluation(self, named: NamedModel, pipeline: Pipeline | None = None) -> tuple[RetrievalMetrics, RankingSummary]:
         """Clean metrics and ranking summary under a pipeline (default: the deployed one), computed once."""
@@ -467,15 +469,17 @@ class Campaign:
         specs = [named.model.spec for named in sources]
         thresholds = []  # gallery side: per query, the distance a planted / pushed image must beat
         if reference_slot == 1:
+            side_pids, side_camids = side.pids.to(device), side.camids.to(device)
             for named, spec in zip(sources, specs):
-                query_features, gallery_features = self.clean_features(named)
-                distances = pairwise_distance(query_features, gallery_features, spec.metric, spec.normalize)  # (Q,G)
-                valid = valid_mask(reference_pids, side.pids.to(device), reference_camids, side.camids.to(device))
-                if setting.goal == "targeted":
-                    thresholds.append(goals.kth_smallest(distances, valid, 1))
-                else:
-                    impostors = valid & (reference_pids[:, None] != side.pids.to(device)[None, :])
-                    thresholds.append(goals.kth_smallest(distances, impostors, goals.GOAL_RANK))
+                parts = []
+                for start, stop, distances in PLAIN.distance_rows(*self.clean_features(named), spec.metric, spec.normalize).chunks():
+                    pids, camids = reference_pids[start:stop], reference_camids[start:stop]
+                    valid = valid_mask(pids, side_pids, camids, side_camids)
+                    if setting.goal == "targeted":
+                        parts.append(goals.kth_smallest(distances, valid, 1))
+                    else:
+                        parts.append(goals.kth_smallest(distances, valid & (pids[:, None] != side_pids[None, :]), goals.GOAL_RANK))
+                thresholds.append(torch.cat(parts))
 
         def goal_of(batch: torch.Tensor):
             pids, camids = side.pids[batch].to(device), side.camids[batch].to(device)
@@ -535,7 +539,7 @@ class Campaign:
             outcome.perceptibility = perturbation_sizes(pairs, self.batch_size, self.device)
         return {**result, **outcome.perceptibility}, distances
 
-    def target_success(self, outcome: AttackOutcome, distances: torch.Tensor, clean_distances: torch.Tensor | None = None) -> dict:
+    def target_success(self, outcome: AttackOutcome, distances: DistanceRows, clean_distances: DistanceRows | None = None) -> dict:
         """Targeted success at rank 1, 5 and 10, and the mean rank of the nearest target image after
         (and, given the clean distances (Q,G), before) the attack.
 
@@ -543,21 +547,31 @@ class Campaign:
         among its top k. Gallery side: a query of a target identity succeeds when a gallery image
         planted for it (attacked toward it) is among its top k. Ranks count valid gallery items only.
         """
-        query_pids, gallery_pids = self.query.pids.to(distances.device), self.gallery.pids.to(distances.device)
-        valid = valid_mask(query_pids, gallery_pids, self.query.camids.to(distances.device), self.gallery.camids.to(distances.device))
+        query_pids, gallery_pids, query_camids, gallery_camids = self.labels(self.device)
         if len(outcome.query_indices):
-            queries = outcome.query_indices.to(distances.device)
-            hits = gallery_pids[None, :] == outcome.query_targets.to(distances.device)[:, None]  # (A,G)
+            queries, targets = outcome.query_indices.to(self.device), outcome.query_targets.to(self.device)
         else:
             planted = torch.full_like(gallery_pids, -1)
-            planted[outcome.gallery_indices.to(distances.device)] = outcome.gallery_targets.to(distances.device)
+            planted[outcome.gallery_indices.to(self.device)] = outcome.gallery_targets.to(self.device)
             queries = torch.isin(query_pids, planted[planted >= 0]).nonzero().flatten()
-            hits = planted[None, :] == query_pids[queries, None]
+
+        def hits(chosen: torch.Tensor) -> torch.Tensor:  # (n,G) for the queries at positions ``chosen`` of ``queries``
+            if len(outcome.query_indices):
+                return gallery_pids[None, :] == targets[chosen, None]
+            return planted[None, :] == query_pids[queries[chosen], None]
+
         result = {}
-        for name, matrix in (("after", distances), ("before", clean_distances)):
-            if matrix is None:
+        for name, rows in (("after", distances), ("before", clean_distances)):
+            if rows is None:
                 continue
-            ranks = first_hit_ranks(matrix[queries], valid[queries], hits)
+            ranks = []
+            for start, stop in rows.ranges():  # only the rows of the queries that count, a chunk at a time
+                chosen = ((queries >= start) & (queries < stop)).nonzero().flatten()
+                if len(chosen):
+                    picked = queries[chosen]
+                    valid = valid_mask(query_pids[picked], gallery_pids, query_camids[picked], gallery_camids)
+                    ranks.append(first_hit_ranks(rows(start, stop)[picked - start], valid, hits(chosen)))
+            ranks = torch.cat(ranks) if ranks else torch.zeros(0)
             if name == "after":
                 result.update({f"target_success_rank{k}": (ranks <= k).float().mean().nan_to_num().item() for k in (1, 5, 10)})
             result[f"target_rank_{name}"] = ranks.mean().item() if len(ranks) else float("nan")

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from metricattack.errors import InputError
-from metricattack.evaluation.distance import pairwise_distance
-from metricattack.evaluation.ranking import RetrievalMetrics, _auto_chunk_size, evaluate_features, evaluate_ranking
+from metricattack.evaluation.distance import BlockedDistances, pairwise_distance
+from metricattack.evaluation.ranking import ROW_BLOCK, RetrievalMetrics, _auto_chunk_size, evaluate_features, evaluate_ranking
+from metricattack.evaluation.rows import DistanceRows
 from metricattack.evaluation.rerank import K1, K2, LAMBDA, k_reciprocal_distances
 
 PLAIN_NAME = "plain"
@@ -133,6 +134,16 @@ class Pipeline:
         if self.rerank:
             return k_reciprocal_distances(query_features, gallery_features, metric, normalize)
         return pairwise_distance(query_features, gallery_features, metric, normalize)
+
+    def distance_rows(self, query_features: torch.Tensor, gallery_features: torch.Tensor, metric: str, normalize: bool) -> DistanceRows:
+        """The rows of ``distances`` on demand; without re-ranking the (Q,G) matrix is never held, and the rows
+        are computed in fixed blocks (as ``evaluate_features`` does), so they do not depend on which are asked for."""
+        if self.rerank:
+            return DistanceRows.of_matrix(self.distances(query_features, gallery_features, metric, normalize))
+        query_features = self.expand(query_features, gallery_features, metric, normalize)
+        block = min(ROW_BLOCK, max(len(query_features), 1))
+        blocked = BlockedDistances(query_features, gallery_features, metric, normalize, block)
+        return DistanceRows(blocked.rows, len(query_features), len(gallery_features))
 
     def evaluate(
         self, query_features: torch.Tensor, gallery_features: torch.Tensor, labels: Sequence[torch.Tensor],

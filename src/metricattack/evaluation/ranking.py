@@ -34,7 +34,7 @@ _CHUNK_BYTES = 128 * 2**20
 # buckets and a bool (9), its histograms (one bucket per 4 items: int32, int64 and their sums, ~6),
 # top_k_valid's masked copy and mask (5 for float32), with room for float64 distances.
 _BYTES_PER_PAIR = 32
-_ROW_BLOCK = 256  # queries per matrix product in evaluate_features (fewer if Q is smaller): fixed, not the chunk
+ROW_BLOCK = 256  # queries per matrix product in evaluate_features (fewer if Q is smaller): fixed, not the chunk
 
 
 @dataclass
@@ -173,6 +173,20 @@ def _evaluate_chunks(
     )
 
 
+def evaluate_rows(
+    distance_rows: Callable[[int, int], torch.Tensor],
+    num_queries: int,
+    num_gallery: int,
+    labels: tuple,
+    average_precision: str = "standard",
+    max_rank: int = 50,
+) -> RetrievalMetrics:
+    """``evaluate_ranking`` of distances given as ``distance_rows(start, stop)`` (stop-start, G) (e.g. a
+    ``DistanceRows``); ``labels``: query pids, gallery pids, query camids, gallery camids."""
+    device = labels[0].device
+    return _evaluate_chunks(distance_rows, num_queries, num_gallery, device, labels, max_rank, average_precision, None)
+
+
 def evaluate_ranking(
     distmat: torch.Tensor,
     query_pids: torch.Tensor,
@@ -235,7 +249,7 @@ def evaluate_features(
     query_features, gallery_features = query_features.detach(), gallery_features.detach()
     if not (torch.isfinite(query_features).all() and torch.isfinite(gallery_features).all()):
         raise InputError("features contain NaN or infinite values: their distances cannot be ranked")
-    block = min(_ROW_BLOCK, max(len(query_features), 1))
+    block = min(ROW_BLOCK, max(len(query_features), 1))
     distances = BlockedDistances(query_features, gallery_features, metric, normalize, block)
     return _evaluate_chunks(
         distances.rows,
