@@ -563,7 +563,7 @@ def test_interrupted_run_says_how_to_resume(data_root, checkpoint, tmp_path):
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == code, stderr
         lines = stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("metricattack: interrupted; the finished settings are saved in"), lines
+        assert len(lines) == 1 and lines[0].startswith("metricattack: interrupted; the finished settings and chunks are saved in"), lines
         assert not (out / LOCK_NAME).exists()
         resume = shlex.split(lines[0].split("continue with: ")[1])
         assert resume[0] == "metricattack" and resume[-1] == "--resume" and resume[resume.index("--out") + 1] == str(out)

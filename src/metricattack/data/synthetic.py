@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import signal
 import os
 import re
 import shutil
@@ -729,7 +730,7 @@ def generate(
             if workers > 1 and len(chunks) > 1:
                 methods = multiprocessing.get_all_start_methods()
                 context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-                with context.Pool(min(workers, len(chunks))) as pool:
+                with context.Pool(min(workers, len(chunks)), initializer=default_signals) as pool:
                     for done in pool.imap_unordered(render_chunk, chunks):
                         bar.update(done)
             else:
@@ -804,3 +805,10 @@ def contact_sheet(root: Path, pids: list[int] | None = None, cameras: int = 6, *
             else:
                 draw.rectangle((x, y, x + cell_w - 1, y + cell_h - 1), fill=(235, 235, 235))
     return atomic_write(Path(out), lambda tmp: sheet.save(tmp, format="PNG"))
+
+
+def default_signals() -> None:
+    """In a pool worker: SIGTERM and SIGINT do what they do by default, so the pool's own shutdown
+    (SIGTERM) ends a worker quietly instead of raising the parent's handler's exception there."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
