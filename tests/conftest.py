@@ -39,3 +39,20 @@ def tiny_model(tiny_data, tmp_path_factory):
     config = TrainConfig(epochs=8, batch_size=16, num_instances=4, lr=3e-3, warmup_epochs=1, seed=0)
     train_model(model, tiny_data.train, config, tmp_path_factory.mktemp("train"), torch.device("cpu"), progress=False)
     return model.eval()
+
+
+def synth_root(tmp_path_factory, name: str, seed: int, options: list[str]):
+    """A synthetic Market-1501 tree written by ``metricattack synth`` with the given size options."""
+    from metricattack.cli import main
+
+    root = tmp_path_factory.mktemp(name) / "data"
+    assert main(["synth", "--out", str(root), "--seed", str(seed), "--no-progress", *options]) == 0
+    return root
+
+
+def random_checkpoint(tmp_path_factory):
+    """A compact model (32x16 input) with random weights, saved as our checkpoint."""
+    from metricattack.models import save_checkpoint
+
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "rand", build_model("compact", input_size=(32, 16)))

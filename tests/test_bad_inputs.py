@@ -30,6 +30,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import metricattack
+from conftest import random_checkpoint, synth_root
 from metricattack.cli import main
 from metricattack.lock import LOCK_NAME, folder_lock
 from metricattack.models import build_model, save_checkpoint
@@ -72,15 +73,12 @@ def tree(folder: Path) -> dict[str, int]:
 # --- fixtures: tiny data, a random model's checkpoint ------------------------------------------
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("bad") / "data"
-    assert main(["synth", "--out", str(root), "--seed", "5", "--no-progress", *SMALL]) == 0
-    return root
+    return synth_root(tmp_path_factory, "bad", 5, SMALL)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "rand", build_model("compact", input_size=(32, 16)))
+    return random_checkpoint(tmp_path_factory)
 
 
 def data_args(root) -> list[str]:

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 import metricattack
+from conftest import random_checkpoint, synth_root
 from metricattack.attacks.attack import MetricAttack
 from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel
 from metricattack.attacks.chunks import FolderChunks
 from metricattack.cli import main
 from metricattack.features import read_images
 from metricattack.interrupt import Terminated, deferred_signals
-from metricattack.models import build_model, save_checkpoint
 
 SMALL = ["--train-ids", "4", "--test-ids", "6", "--cameras", "2", "--height", "32", "--width", "16"]
 # Keys whose values are the run's own (when, how long, which command), not its results.
@@ -30,20 +30,25 @@ OWN = {"created", "command", "seconds"}
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("scale") / "data"
-    assert main(["synth", "--out", str(root), "--seed", "7", "--no-progress", *SMALL]) == 0
-    return root
+    return synth_root(tmp_path_factory, "scale", 7, SMALL)
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "rand", build_model("compact", input_size=(32, 16)))
+    return random_checkpoint(tmp_path_factory)
 
 
 def run_argv(data_root: Path, checkpoint: Path, out: Path, config: Path, *extra: str) -> list[str]:
     return ["run", "--dataset", "market1501", "--data-root", str(data_root), "--no-progress", "--weights", str(checkpoint),
             "--config", str(config), "--out", str(out), "--examples", "0", "--chunk-size", "4", "--batch-size", "2", *extra]  # fmt: skip
+
+
+def reference_run(data_root: Path, checkpoint: Path, tmp_path: Path, settings: str) -> tuple[Path, Path]:
+    """A YAML file of ``settings`` and the folder of an ordinary single-process run of them."""
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"settings: {settings}\n")
+    assert main(run_argv(data_root, checkpoint, tmp_path / "reference", config)) == 0
+    return config, tmp_path / "reference"
 
 
 def comparable(record: dict) -> dict:
@@ -151,10 +156,7 @@ def test_a_signal_inside_a_chunk_takes_effect_when_the_chunk_ends(signum, error)
 
 
 def test_a_run_killed_inside_a_setting_resumes_to_the_uninterrupted_results(data_root, checkpoint, tmp_path):
-    config = tmp_path / "one.yaml"
-    config.write_text("settings: [{attack: pgd, eps: 4, steps: 30, restarts: 2}, {attack: fgsm, eps: 2}]\n")
-    whole = tmp_path / "whole"
-    assert main(run_argv(data_root, checkpoint, whole, config)) == 0
+    config, whole = reference_run(data_root, checkpoint, tmp_path, "[{attack: pgd, eps: 4, steps: 30, restarts: 2}, {attack: fgsm, eps: 2}]")
     out = tmp_path / "stopped"
     process = subprocess.Popen(
         [sys.executable, "-m", "metricattack", *run_argv(data_root, checkpoint, out, config)],
@@ -180,10 +182,8 @@ def test_a_run_killed_inside_a_setting_resumes_to_the_uninterrupted_results(data
 # --- torchrun ------------------------------------------------------------------------------------------
 def test_torchrun_with_two_processes_gives_the_single_process_results(data_root, checkpoint, tmp_path):
     """Two CPU processes (gloo) share the chunks and the clean features; the first writes the files."""
-    config = tmp_path / "two.yaml"
-    config.write_text("settings: [{attack: pgd, eps: 4, steps: 3, restarts: 2, side: both}, {attack: ifgsm, eps: 3, goal: targeted}]\n")
-    single = tmp_path / "single"
-    assert main(run_argv(data_root, checkpoint, single, config)) == 0
+    settings = "[{attack: pgd, eps: 4, steps: 3, restarts: 2, side: both}, {attack: ifgsm, eps: 3, goal: targeted}]"
+    config, single = reference_run(data_root, checkpoint, tmp_path, settings)
     shared = tmp_path / "shared"
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "metricattack"]
     done = subprocess.run([*launch, *run_argv(data_root, checkpoint, shared, config)], env=env(), capture_output=True,

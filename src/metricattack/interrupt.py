@@ -17,21 +17,29 @@ def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
 
 
 @contextmanager
+def _handling(signums: tuple[int, ...], handler) -> Iterator[bool]:
+    """Within the block ``handler`` handles ``signums``; yields whether it could be installed (main thread only)."""
+    try:
+        previous = {signum: signal.signal(signum, handler) for signum in signums}
+    except ValueError:  # not the main thread
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Within the block SIGTERM raises ``Terminated`` (only possible in the main thread; elsewhere a no-op)."""
 
     def handler(signum: int, frame: object) -> None:
         raise Terminated()
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
+    with _handling((signal.SIGTERM,), handler):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
@@ -45,15 +53,7 @@ def deferred_signals() -> Iterator[None]:
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         received.append(signum)
 
-    try:
-        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
+    with _handling((signal.SIGINT, signal.SIGTERM), handler):
         yield
-        return
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
     if received:
         raise Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()

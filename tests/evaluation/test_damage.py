@@ -60,3 +60,31 @@ def test_mean_and_median():
 def test_shapes_are_checked():
     with pytest.raises(InputError, match="differ in shape"):
         ranking_damage(summarize_ranking(CLEAN, *LABELS, k=2), summarize_ranking(CLEAN, *LABELS, k=3))
+
+
+def sorted_summary(distances, query_pids, gallery_pids, query_camids, gallery_camids, k):
+    """The slow reference: sort each row (stable: ties in gallery order), drop junk and same-camera matches."""
+    first, tops = [], []
+    for row, (pid, camid) in enumerate(zip(query_pids.tolist(), query_camids.tolist())):
+        order = sorted(range(len(gallery_pids)), key=lambda j: (float(distances[row, j]), j))
+        valid = [j for j in order if gallery_pids[j] != -1 and not (gallery_pids[j] == pid and gallery_camids[j] == camid)]
+        first.append(next((rank for rank, j in enumerate(valid, 1) if gallery_pids[j] == pid), 0))
+        tops.append((valid + [-1] * k)[:k])
+    return first, tops
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_summary_equals_sorting_each_row(seed):
+    generator = torch.Generator().manual_seed(seed)
+    num_queries, num_gallery = 23, 57
+    query_pids, gallery_pids = torch.randint(1, 6, (num_queries,), generator=generator), torch.randint(-1, 6, (num_gallery,), generator=generator)
+    query_camids, gallery_camids = torch.randint(0, 3, (num_queries,), generator=generator), torch.randint(0, 3, (num_gallery,), generator=generator)
+    distances = torch.rand(num_queries, num_gallery, generator=generator)
+    if seed % 2:
+        distances = distances.mul(4).round()  # many exact ties
+    labels = (query_pids, gallery_pids, query_camids, gallery_camids)
+    first, tops = sorted_summary(distances, *labels, k=10)
+    for chunk_size in (None, 1, 5):
+        summary = summarize_ranking(distances, *labels, k=10, chunk_size=chunk_size)
+        assert summary.first_match_rank.tolist() == first
+        assert summary.top.tolist() == tops

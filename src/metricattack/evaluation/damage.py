@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 
 from metricattack.errors import InputError
-from metricattack.evaluation.ranking import ranked_chunks, top_valid
+from metricattack.evaluation.match_ranks import MatchRanker, identity_pairs, positions_in_rows
+from metricattack.evaluation.ranking import _all_labels, _auto_chunk_size, top_k_valid
 
 OVERLAP_K = 10
 
@@ -40,14 +41,23 @@ def summarize_ranking(
     k: int = OVERLAP_K,
     chunk_size: int | None = None,
 ) -> RankingSummary:
-    """The ``RankingSummary`` (on the CPU) of a distance matrix (Q,G), computed ``chunk_size`` queries at a time."""
-    first_ranks, tops = [], []
-    for _, _, order, valid, matches in ranked_chunks(distances, query_pids, gallery_pids, query_camids, gallery_camids, chunk_size):
-        valid_rank = valid.cumsum(dim=1)  # (c,G) 1-based rank among valid items
-        first = matches.to(torch.uint8).argmax(dim=1)  # the first true match of each row (0 when none)
-        first_ranks.append(torch.where(matches.any(dim=1), valid_rank.gather(1, first[:, None])[:, 0], 0).cpu())
-        tops.append(top_valid(order, valid, k).cpu())
-    return RankingSummary(torch.cat(first_ranks), torch.cat(tops))
+    """The ``RankingSummary`` (on the CPU) of a distance matrix (Q,G), ``chunk_size`` queries at a time, without
+    sorting rows: first-match ranks as the evaluation counts them, top-k lists by a masked top-k."""
+    if distances.dim() != 2:
+        raise InputError(f"distances must be a (Q,G) matrix, got shape {tuple(distances.shape)}")
+    distances = distances.detach()
+    num_queries, num_gallery = distances.shape
+    labels = (query_pids, gallery_pids, query_camids, gallery_camids)
+    ranker = MatchRanker(identity_pairs(*_all_labels(labels, num_queries, num_gallery, distances.device)))
+    tops = top_k_valid(distances, *labels, k).cpu()
+    first_ranks = torch.zeros(num_queries, dtype=torch.long)
+    size = _auto_chunk_size(chunk_size, num_gallery)
+    for start in range(0, num_queries, size):
+        rows, ranks = ranker(distances[start : start + size], start)  # by row, then rank
+        _, position = positions_in_rows(rows, min(size, num_queries - start))
+        first = position == 0
+        first_ranks[start + rows[first].cpu()] = ranks[first].cpu()
+    return RankingSummary(first_ranks, tops)
 
 
 def _mean_median(values: torch.Tensor) -> tuple[float | None, float | None]:

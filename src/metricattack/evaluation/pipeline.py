@@ -23,18 +23,12 @@ from metricattack.evaluation.rerank import K1, K2, LAMBDA, k_reciprocal_distance
 PLAIN_NAME = "plain"
 
 
-class FlipAverage(nn.Module):
-    """features(x) = (f(x) + f(mirror(x))) / 2, mirror flipping the width; differentiable, for eval mode.
-
-    Other attributes (``spec``, ``feature_dim``, ...) are the wrapped model's.
-    """
+class ModelWrapper(nn.Module):
+    """A module around ``self.model`` whose other attributes (``spec``, ``feature_dim``, ...) are the wrapped model's."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B,3,H,W) -> (B,D)
-        return (self.model(images) + self.model(images.flip(-1))) / 2
 
     def __getattr__(self, name: str):
         try:
@@ -43,6 +37,13 @@ class FlipAverage(nn.Module):
             if name == "model":  # not registered yet: no wrapped model to ask
                 raise
             return getattr(self.model, name)
+
+
+class FlipAverage(ModelWrapper):
+    """features(x) = (f(x) + f(mirror(x))) / 2, mirror flipping the width; differentiable, for eval mode."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B,3,H,W) -> (B,D)
+        return (self.model(images) + self.model(images.flip(-1))) / 2
 
 
 def with_flip(model: nn.Module, flip: bool) -> nn.Module:

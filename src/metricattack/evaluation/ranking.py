@@ -72,15 +72,9 @@ def _valid(query_pid, gallery_pid, query_camid, gallery_camid) -> torch.Tensor:
     return ~((query_pid == gallery_pid) & (query_camid == gallery_camid)) & (gallery_pid != -1)
 
 
-def _relevance(query_pids, gallery_pids, query_camids, gallery_camids) -> tuple[torch.Tensor, torch.Tensor]:
-    """(valid, true_match), both (q,G) bool in gallery order."""
-    valid = _valid(query_pids[:, None], gallery_pids[None, :], query_camids[:, None], gallery_camids[None, :])
-    return valid, (query_pids[:, None] == gallery_pids[None, :]) & valid
-
-
 def valid_mask(query_pids, gallery_pids, query_camids, gallery_camids) -> torch.Tensor:
     """(Q,G) True where a gallery item counts for a query: not junk, and not same pid in the same camera."""
-    return _relevance(query_pids, gallery_pids, query_camids, gallery_camids)[0]
+    return _valid(query_pids[:, None], gallery_pids[None, :], query_camids[:, None], gallery_camids[None, :])
 
 
 def _query_sums(ranks, rows, num_rows, average_precision):
@@ -257,42 +251,6 @@ def evaluate_features(
         (query_pids, gallery_pids, query_camids, gallery_camids),
         max_rank, average_precision, block if chunk_size is None else chunk_size,
     )  # fmt: skip
-
-
-def _ranked_relevance(distances, query_pids, gallery_pids, query_camids, gallery_camids):
-    """Per query (row), the gallery order by distance and, in that order, which items are valid / true matches."""
-    order = torch.sort(distances, dim=1, stable=True).indices  # (q,G); ties keep gallery order
-    valid, matches = _relevance(query_pids, gallery_pids, query_camids, gallery_camids)
-    return order, valid.gather(1, order), matches.gather(1, order)
-
-
-def ranked_chunks(distmat: torch.Tensor, query_pids, gallery_pids, query_camids, gallery_camids, chunk_size: int | None = None):
-    """Check a distance matrix (Q,G) and its labels, then yield (start, stop, order, valid, matches) per chunk of
-    queries: the gallery order by distance and, in that order, which items are valid / true matches (q,G)."""
-    if distmat.dim() != 2:
-        raise InputError(f"distmat must be a (Q,G) matrix, got shape {tuple(distmat.shape)}")
-    distmat = distmat.detach()
-    (num_queries, num_gallery), device = distmat.shape, distmat.device
-    query_pids = _labels("query_pids", query_pids, num_queries, device)
-    gallery_pids = _labels("gallery_pids", gallery_pids, num_gallery, device)
-    query_camids = _labels("query_camids", query_camids, num_queries, device)
-    gallery_camids = _labels("gallery_camids", gallery_camids, num_gallery, device)
-    chunk_size = _auto_chunk_size(chunk_size, num_gallery)
-    for start in range(0, num_queries, chunk_size):
-        stop = min(start + chunk_size, num_queries)
-        yield start, stop, *_ranked_relevance(
-            distmat[start:stop], query_pids[start:stop], gallery_pids, query_camids[start:stop], gallery_camids
-        )
-
-
-def top_valid(order: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
-    """(q,k) the first k valid gallery indices of ranked rows (``ranked_chunks``), -1 padded."""
-    top = torch.full((order.shape[0], k), -1, dtype=torch.long, device=order.device)
-    kept = min(k, order.shape[1])
-    # A stable sort on "not valid" moves the valid items to the front, keeping their distance order.
-    front = (~valid).to(torch.uint8).argsort(dim=1, stable=True)[:, :kept]  # (q,kept)
-    top[:, :kept] = torch.where(valid.gather(1, front), order.gather(1, front), -1)
-    return top
 
 
 def top_k_valid(

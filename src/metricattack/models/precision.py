@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from metricattack.errors import InputError
-from metricattack.evaluation.pipeline import FlipAverage
+from metricattack.evaluation.pipeline import FlipAverage, ModelWrapper
 
 AMP_DTYPES = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # --amp NAME -> autocast dtype
 
@@ -53,7 +53,7 @@ class _ChannelsLast(torch.autograd.Function):
         return grad.contiguous() if ctx.contiguous else grad
 
 
-class Precision(nn.Module):
+class Precision(ModelWrapper):
     """features(x) = float32(f(x)), f run under autocast to ``amp`` ("bf16" / "fp16") and/or on channels-last input.
 
     Differentiable in the input (the gradient is float32, in the input's layout). Other attributes
@@ -62,8 +62,7 @@ class Precision(nn.Module):
     """
 
     def __init__(self, model: nn.Module, amp: str = "off", channels_last: bool = False) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model)
         self.amp = amp
         self.autocast_dtype = amp_dtype(amp)
         self.training = model.training  # not recursive: the model's own submodule modes stay as they are
@@ -83,14 +82,6 @@ class Precision(nn.Module):
 
     def extra_repr(self) -> str:
         return f"amp={self.amp}, channels_last={self.channels_last}"
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            if name == "model":  # not registered yet: no wrapped model to ask
-                raise
-            return getattr(self.model, name)
 
 
 def with_precision(model: nn.Module, amp: str = "off", channels_last: bool = False) -> nn.Module:
