@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict, fields, replace
@@ -53,7 +54,7 @@ from metricattack.runtime import choose_device, seed_everything
 from metricattack.plans import HEADLINE, PLANS, get_plan, resolve_sources, source_groups
 from metricattack.inputs import main_reference
 from metricattack.robustness import sanity_checks
-from metricattack.sweep import base_record, check_against_data, check_out_dir, run_sweep, settings_from_config
+from metricattack.sweep import CHUNKS_FOLDER, base_record, check_against_data, check_out_dir, run_sweep, safe_name, settings_from_config
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 
 
@@ -337,13 +338,20 @@ def cmd_attack(args: argparse.Namespace) -> int:
     groups = [sources] + ([[s] for s in sources] if args.transfer_each and len(sources) > 1 else [])
     check_against_data(campaign, [setting])
     record = base_record(campaign, args.command)
-    for group in groups:
-        outcome, rows = campaign.run(setting, sources=group)
-        record["results"] += [{"key": setting.key, **row} for row in rows]
-        if group is sources and out_dir is not None and args.examples and main:
-            record["examples"][setting.key] = write_examples(campaign, outcome, out_dir, args.examples)
-        if group is sources and args.save_images and main:
-            print(f"wrote adversarial images under {save_adversarial_images(campaign, outcome, args.save_images)}")
+    try:
+        for group in groups:
+            source = "+".join(named.name for named in group)  # with --out the attacked images go to disk, a chunk at a time
+            folder = None if out_dir is None else out_dir / CHUNKS_FOLDER / safe_name(source)
+            outcome, rows = campaign.run(setting, sources=group, folder=folder)
+            record["results"] += [{"key": setting.key, **row} for row in rows]
+            if group is sources and out_dir is not None and args.examples and main:
+                record["examples"][setting.key] = write_examples(campaign, outcome, out_dir, args.examples)
+            if group is sources and args.save_images and main:
+                print(f"wrote adversarial images under {save_adversarial_images(campaign, outcome, args.save_images)}")
+            distributed.barrier()  # every process is done with the chunks
+    finally:  # `attack` does not resume: its chunks never outlive it
+        if out_dir is not None and main:
+            shutil.rmtree(out_dir / CHUNKS_FOLDER, ignore_errors=True)
     if not main:
         return 0
     print(text_table(record), end="")
