@@ -24,7 +24,7 @@ from metricattack.evaluation.pipeline import Pipeline, pipelines_from_options
 from metricattack.inputs import load_data, model_from_reference, unique_names
 from metricattack.interrupt import interrupt_exit_code, sigterm_raises
 from metricattack.data.subset import subset_query_identities
-from metricattack.models import DEFAULT_CHECKPOINT, FORMAT_NAMES, build_model, bundled_checkpoint, load_model, model_names, read_metadata, save_checkpoint
+from metricattack.models import FORMAT_NAMES, build_model, bundled_checkpoint, load_model, model_names, read_metadata, save_checkpoint
 from metricattack.models.precision import AMP_DTYPES, with_precision
 from metricattack.models.checkpoints import checkpoint_paths
 from metricattack.models.zoo import zoo_names, zoo_table
