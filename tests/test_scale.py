@@ -231,3 +231,20 @@ def test_evaluation_a_few_queries_at_a_time_equals_the_whole_matrix(tiny_data, t
     assert metrics.as_dict() == metrics_1.as_dict()
     for one, other in ((summary, summary_1), (attacked, attacked_1)):
         assert torch.equal(one.first_match_rank, other.first_match_rank) and torch.equal(one.top, other.top)
+
+
+def test_torchrun_attack_without_an_out_folder_shares_its_chunks_in_memory(data_root, checkpoint):
+    """Without --out the chunks are sent between the processes (no shared disk); the table equals one process's."""
+    argv = ["attack", "--dataset", "market1501", "--data-root", str(data_root), "--no-progress", "--weights", str(checkpoint),
+            "--attack", "pgd", "--eps", "4", "--steps", "3", "--restarts", "2", "--side", "both", "--chunk-size", "3", "--batch-size", "2"]  # fmt: skip
+    single = subprocess.run([sys.executable, "-m", "metricattack", *argv], env=env(), capture_output=True, text=True, timeout=600)
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "metricattack"]
+    shared = subprocess.run([*launch, *argv], env=env(), capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0 and shared.returncode == 0, shared.stderr[-3000:]
+
+    def table(stdout: str) -> list[list[str]]:  # the printed rows without the seconds column
+        rows = [line.split() for line in stdout.splitlines() if line.strip()]
+        seconds = rows[0].index("seconds")
+        return [row[:seconds] + row[seconds + 1 :] for row in rows]
+
+    assert len(table(single.stdout)) == 3 and table(shared.stdout) == table(single.stdout)

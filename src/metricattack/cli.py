@@ -302,6 +302,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     targets = unique_names((zoo or [victim]) + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     args.out = str(out_dir)  # named by the resume hint if interrupted
+    distributed.start(choose_device(args.device))  # under torchrun the first process checks and writes the folder
     if distributed.is_main():
         check_out_dir(out_dir, args.resume)
     settings, sources, dropped = resolve_sources(settings, victim, model_from_reference)
@@ -330,7 +331,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     sources = unique_names([model_from_reference(r) for r in args.source_model]) or [main_model(args)]
     targets = unique_names(sources + [model_from_reference(r) for r in args.target_model])
     out_dir = Path(args.out) if args.out else None
-    main = distributed.is_main()  # under torchrun every process attacks its share; the first one writes
+    distributed.start(choose_device(args.device))  # under torchrun every process attacks its share; the first one writes
+    main = distributed.is_main()
     if out_dir is not None and main:
         check_out_dir(out_dir, resume=False)
     campaign = build_campaign(args, sources, targets)

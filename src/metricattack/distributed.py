@@ -36,14 +36,13 @@ def launched_by_torchrun() -> bool:
 
 def start(device: torch.device) -> torch.device:
     """Join the torchrun group if there is one; returns the device this rank uses (its own GPU on CUDA)."""
-    if not launched_by_torchrun() or dist.is_initialized():
+    if not launched_by_torchrun():
         return device
     if device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl")
-    else:
-        dist.init_process_group("gloo")
+    if not dist.is_initialized():  # a second call only gives the device again
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return device
 
 
