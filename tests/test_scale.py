@@ -64,13 +64,14 @@ def comparable(record: dict) -> dict:
 
 
 def assert_same_rows(rows: list[dict], others: list[dict]) -> None:
-    """The same result rows, floats equal to 1e-9 relative (sums over chunks of other sizes round differently)."""
+    """The same result rows, floats equal to 1e-6 relative (float32 SSIM summed over batches grouped otherwise
+    rounds differently: 7e-9 relative was seen with two threads)."""
     assert len(rows) == len(others) > 0
     for row, other in zip(map(comparable, rows), map(comparable, others)):
         assert row.keys() == other.keys()
         for key, value in row.items():
             if isinstance(value, float):
-                assert other[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+                assert other[key] == pytest.approx(value, rel=1e-6, abs=1e-12), key
             else:
                 assert other[key] == value, key
 
