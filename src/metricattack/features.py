@@ -83,11 +83,13 @@ def read_images(
     desc: str = "reading images",
 ) -> torch.Tensor:
     """All images of ``samples`` as one 8-bit tensor (N,3,H,W), to keep in memory."""
-    chunks = [
-        images.mul(255).round().to(torch.uint8)
-        for images, _, _, _ in image_batches(samples, batch_size, image_size, workers, progress, desc)
-    ]
+    chunks = [to_8bit(images) for images, _, _, _ in image_batches(samples, batch_size, image_size, workers, progress, desc)]
     return torch.cat(chunks)
+
+
+def to_8bit(images: torch.Tensor) -> torch.Tensor:
+    """Images in [0,1] as uint8, each value rounded to the nearest of the 256 levels."""
+    return images.mul(255).round().to(torch.uint8)
 
 
 @torch.inference_mode()

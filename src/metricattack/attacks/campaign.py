@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from metricattack import distributed
 from metricattack.attacks import goals
 from metricattack.attacks.attack import MetricAttack
-from metricattack.attacks.chunks import COUNTERS, AttackedSide, FolderChunks, MemoryChunks, chunk_ranges
+from metricattack.attacks.chunks import COUNTERS, AttackedSide, FolderChunks, MemoryChunks, as_fraction, chunk_ranges
 from metricattack.attacks.side_images import SideImages, load_side
 from metricattack.attacks.losses import NonTargetedMetricLoss, TargetedMetricLoss
 from metricattack.attacks.steps import SCHEDULES, build_step_rule, pixels_to_fraction
@@ -36,7 +36,7 @@ from metricattack.evaluation.ranking import valid_mask
 from metricattack.evaluation.damage import RankingSummary, match_rank_stats, ranking_damage, summarize_ranking
 from metricattack.evaluation.perceptibility import perturbation_sizes
 from metricattack.evaluation.pipeline import PLAIN, FlipAverage, Pipeline, check_pipelines, with_flip
-from metricattack.features import check_finite
+from metricattack.features import check_finite, to_8bit
 from metricattack.interrupt import deferred_signals
 from metricattack.models.reid import ReIDModel
 
@@ -191,11 +191,6 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
     return images.mul(255).round().div(255)
 
 
-def to_8bit(images: torch.Tensor) -> torch.Tensor:
-    """Images in [0,1] as uint8, rounded as ``quantize`` rounds them."""
-    return images.mul(255).round().to(torch.uint8)
-
-
 def chunk_seed(seed: int, number: int) -> int:
     """The seed of a setting's chunk ``number``: ``seed`` itself for chunk 0, spread apart for the others."""
     return (seed ^ (number * 0x9E3779B97F4A7C15)) % 2**63
@@ -269,9 +264,7 @@ class Campaign:
         """Features (on the device) of 8-bit or float images, in batches."""
         chunks = []
         for start in range(0, len(images), self.batch_size):
-            batch = images[start : start + self.batch_size].to(self.device)
-            batch = batch.float().div(255) if batch.dtype == torch.uint8 else batch.float()
-            chunks.append(model(batch).float())
+            chunks.append(model(as_fraction(images[start : start + self.batch_size].to(self.device))).float())
         return torch.cat(chunks)
 
     def side_features(self, model: ReIDModel, side: SideImages, desc: str) -> torch.Tensor:

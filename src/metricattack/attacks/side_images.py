@@ -13,7 +13,7 @@ from PIL import Image, UnidentifiedImageError
 
 from metricattack.data.base import Sample, different_sizes
 from metricattack.errors import InputError
-from metricattack.features import image_batches
+from metricattack.features import read_images
 
 
 def stored_shape(samples: list[Sample], image_size: tuple[int, int] | None) -> tuple[int, int, int]:
@@ -51,13 +51,11 @@ class SideImages:
     def read(self, indices: torch.Tensor | range | None = None) -> torch.Tensor:
         """The 8-bit images (n,3,H,W) of the samples at ``indices`` (default: all), in that order."""
         chosen = self.samples if indices is None else [self.samples[int(i)] for i in indices]
-        images = torch.empty((len(chosen), *self.shape), dtype=torch.uint8)
-        start = 0
-        for batch, _, _, _ in image_batches(chosen, self.batch_size, self.image_size, self.workers, False, "reading"):
-            if tuple(batch.shape[1:]) != self.shape:
-                raise different_sizes({self.shape, tuple(batch.shape[1:])}, str(chosen[start].path))
-            images[start : start + len(batch)] = batch.mul(255).round().to(torch.uint8)
-            start += len(batch)
+        if not chosen:
+            return torch.empty((0, *self.shape), dtype=torch.uint8)
+        images = read_images(chosen, self.batch_size, self.image_size, self.workers)
+        if tuple(images.shape[1:]) != self.shape:
+            raise different_sizes({self.shape, tuple(images.shape[1:])}, str(chosen[0].path))
         return images
 
     @property
