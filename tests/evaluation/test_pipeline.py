@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from metricattack.attacks.attack import eval_mode
 from metricattack.errors import InputError
 from metricattack.evaluation import evaluate_ranking, pairwise_distance
 from metricattack.evaluation.pipeline import (
@@ -49,6 +50,15 @@ def test_with_flip_wraps_and_unwraps_once():
     assert with_flip(model, False) is model and with_flip(FlipAverage(model), False) is model
     twice = with_flip(with_flip(model, True), True)
     assert isinstance(twice, FlipAverage) and twice.model is model
+
+
+def test_a_wrapper_keeps_the_mode_of_the_model_it_wraps():
+    model = ColumnWeights().eval()
+    flipped = FlipAverage(model)
+    with eval_mode([flipped]):
+        pass
+    assert not flipped.training and not model.training
+    assert FlipAverage(ColumnWeights().train()).training
 
 
 def loop_query_expansion(queries, gallery, top_n, metric, normalize):

@@ -29,6 +29,7 @@ class ModelWrapper(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.train(model.training)  # so restoring the wrapper's mode (eval_mode) restores the model's
 
     def __getattr__(self, name: str):
         try:
