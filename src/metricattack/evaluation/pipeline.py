@@ -29,7 +29,9 @@ class ModelWrapper(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.train(model.training)  # so restoring the wrapper's mode (eval_mode) restores the model's
+        # the model's mode, so eval_mode restoring the wrapper's mode restores the model's; not recursive: the
+        # model's own submodule modes stay as they are
+        self.training = model.training
 
     def __getattr__(self, name: str):
         try:

@@ -65,7 +65,6 @@ class Precision(ModelWrapper):
         super().__init__(model)
         self.amp = amp
         self.autocast_dtype = amp_dtype(amp)
-        self.training = model.training  # not recursive: the model's own submodule modes stay as they are
         self.channels_last = channels_last
 
     def forward(self, images: torch.Tensor):  # (B,3,H,W) -> (B,D); in train mode each output float32
@@ -92,9 +91,7 @@ def with_precision(model: nn.Module, amp: str = "off", channels_last: bool = Fal
     Channels-last is set on the model's own weights (in place), and undone when it is turned off again.
     """
     if isinstance(model, FlipAverage):
-        flipped = FlipAverage(with_precision(model.model, amp, channels_last))
-        flipped.training = model.training  # a fresh module is in train mode; an attack restores the mode it finds
-        return flipped
+        return FlipAverage(with_precision(model.model, amp, channels_last))
     amp_dtype(amp)  # checked before the weights are touched
     bare = model.model if isinstance(model, Precision) else model
     if channels_last or (isinstance(model, Precision) and model.channels_last):
