@@ -106,3 +106,18 @@ def test_subset_out_of_range_is_an_error(data_root, weights, tmp_path, capsys): 
     assert "argument --subset: expected an integer >= 1" in capsys.readouterr().err
     assert main(["run", *data_args(data_root), "--weights", str(weights), "--subset", "100000", "--out", str(tmp_path / "r")]) == 2
     assert "--subset must be between 1 and the" in capsys.readouterr().err
+
+
+def test_sanity_checks_probe_the_model_as_deployed(data_root, weights, tmp_path):  # noqa: F811
+    """--amp and --flip reach the sanity checks: the input gradient they probe is the deployed model's, and eps 0
+    through the deployed model still gives its clean metrics."""
+    config = tmp_path / "plan.yaml"
+    config.write_text(f"weights: {weights}\nsanity_checks: true\nsettings:\n  - {{attack: pgd, eps: 8, steps: 2, step_size: 2, restarts: 1}}\n")
+    gradients = {}
+    for name, extra in (("plain", []), ("bf16", ["--amp", "bf16"]), ("flip", ["--flip"])):
+        out = tmp_path / name
+        assert main(["run", *data_args(data_root), "--config", str(config), "--subset", "3", "--examples", "0", "--out", str(out), *extra]) == 0
+        checks = {c["name"]: c for c in json.loads((out / "results.json").read_text())["sanity"]["checks"]}
+        assert checks["eps0"]["passed"] is True
+        gradients[name] = checks["gradient"]["mean_abs_gradient"]
+    assert gradients["bf16"] != gradients["plain"] and gradients["flip"] != gradients["plain"]

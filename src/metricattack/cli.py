@@ -8,7 +8,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from metricattack import __version__, distributed
@@ -260,13 +260,12 @@ def build_campaign(args: argparse.Namespace, sources: list[NamedModel], targets:
     seed_everything(args.seed)
     pipelines = pipelines_from_options(args.flip, args.query_expansion, args.rerank, args.pipelines)  # checked before reading data
     data = load_data(args.dataset, args.data_root, not args.no_progress)
-    sources, targets = ([replace(n, model=with_precision(n.model, args.amp, args.channels_last)) for n in group] for group in (sources, targets))
     if getattr(args, "subset", None) is not None:
         data = subset_query_identities(data, args.subset, args.seed)
     return Campaign(data, sources, targets, device, batch_size=args.batch_size, seed=args.seed,
                     quantize_images=not args.no_quantize, average_precision=args.ap,
                     image_size=args.image_size, workers=args.workers, progress=not args.no_progress,
-                    pipelines=pipelines, chunk_size=args.chunk_size)
+                    pipelines=pipelines, chunk_size=args.chunk_size, amp=args.amp, channels_last=args.channels_last)
 
 
 def main_model(args: argparse.Namespace) -> NamedModel:
@@ -313,8 +312,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = run_sweep(campaign, settings, out_dir, args.command, resume=args.resume, save_images=args.save_images,
                        examples=args.examples, models=sources, extra=training,
                        source_groups=source_groups(zoo) if zoo else None)
-    if args.sanity_checks or plan.sanity_checks:
-        record["sanity"] = sanity_checks(campaign, record, victim, HEADLINE.key)
+    if args.sanity_checks or plan.sanity_checks:  # on the model as deployed: precision, flip averaging
+        record["sanity"] = sanity_checks(campaign, record, campaign.sources[0], HEADLINE.key)
         if distributed.is_main():
             write_results(out_dir, record)
             for check in record["sanity"]["checks"]:

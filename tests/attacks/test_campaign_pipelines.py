@@ -14,6 +14,7 @@ from metricattack.attacks.steps import build_step_rule
 from metricattack.evaluation import evaluate_ranking
 from metricattack.evaluation.pipeline import PLAIN, FlipAverage, Pipeline
 from metricattack.evaluation.rerank import k_reciprocal_distances
+from metricattack.models import build_model
 
 DEPLOYED = Pipeline(flip=True)
 PIPELINES = (DEPLOYED, PLAIN, Pipeline(rerank=True), Pipeline(query_expansion=2))
@@ -90,3 +91,18 @@ def test_ranking_lists_follow_the_deployed_pipeline(tiny_data, tiny_model):
     spec = tiny_model.spec
     distances = k_reciprocal_distances(query, gallery, spec.metric, spec.normalize)
     assert torch.equal(outcome.rankings["tiny"].top, reranking.summarize(distances).top)
+
+
+def test_a_source_given_to_run_is_deployed_like_the_campaigns_own(tiny_data, tiny_model):
+    """A plan's transfer source, handed to ``run``, gets the campaign's precision and flip averaging and eval mode:
+    its attack equals the one of a campaign built with it as its own source."""
+    torch.manual_seed(1)
+    other = NamedModel("other", build_model("compact", num_classes=tiny_data.num_train_pids, input_size=(64, 32)).train())
+    victim = NamedModel("tiny", tiny_model)
+    options = dict(batch_size=16, seed=0, progress=False, pipelines=(DEPLOYED,), amp="bf16")
+    setting = AttackSetting("ifgsm", 4.0, "gallery", steps=2)
+    given = Campaign(tiny_data, [victim], [victim], torch.device("cpu"), **options).attack(setting, sources=[other])
+    own = Campaign(tiny_data, [other], [victim], torch.device("cpu"), **options).attack(setting)
+    assert torch.equal(given.gallery_images, own.gallery_images)
+    plain = Campaign(tiny_data, [other], [victim], torch.device("cpu"), **{**options, "amp": "off"}).attack(setting)
+    assert not torch.equal(plain.gallery_images, own.gallery_images)  # the comparison can tell bf16 from float32

@@ -38,6 +38,7 @@ from metricattack.evaluation.perceptibility import perturbation_sizes
 from metricattack.evaluation.pipeline import PLAIN, FlipAverage, Pipeline, check_pipelines, with_flip
 from metricattack.features import check_finite, to_8bit
 from metricattack.interrupt import deferred_signals
+from metricattack.models.precision import with_precision
 from metricattack.models.reid import ReIDModel
 
 SIDES = ("gallery", "query", "both")
@@ -236,27 +237,35 @@ class Campaign:
         progress: bool = True,
         pipelines: Sequence[Pipeline] = (PLAIN,),
         chunk_size: int = 1024,
+        amp: str = "off",
+        channels_last: bool = False,
     ) -> None:
         if not sources or not targets:
             raise InputError("a campaign needs at least one source and one target model")
         self.pipelines = check_pipelines(pipelines)  # the first is the deployed one: the attack goes through its flip
-        sources, targets = ([replace(n, model=with_flip(n.model, self.pipelines[0].flip)) for n in group] for group in (sources, targets))
-        self.data = data
-        self.sources = sources
-        self.targets = targets
         self.device = device
+        self.amp = amp
+        self.channels_last = channels_last
+        self.data = data
+        self.sources = [self.deploy(n) for n in sources]
+        self.targets = [self.deploy(n) for n in targets]
         self.batch_size = batch_size
         self.seed = seed
         self.quantize_images = quantize_images
         self.average_precision = average_precision
         self.progress = progress and distributed.is_main()
         self.chunk_size = chunk_size  # images per stored chunk of a setting, and per read of clean images
-        for named in {id(m.model): m for m in sources + targets}.values():
-            named.model.to(device).eval()
         self.query = load_side(data.query, batch_size, image_size, workers)
         self.gallery = load_side(data.gallery, batch_size, image_size, workers)
         self._clean: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
         self._clean_evaluations: dict[tuple[str, str], tuple[RetrievalMetrics, RankingSummary]] = {}
+
+    def deploy(self, named: NamedModel) -> NamedModel:
+        """The model as this campaign runs it: with its precision and memory format, inside the deployed
+        pipeline's flip averaging, on the campaign's device, in eval mode (idempotent)."""
+        model = with_flip(with_precision(named.model, self.amp, self.channels_last), self.pipelines[0].flip)
+        model.to(self.device).eval()
+        return replace(named, model=model)
 
     # --- features -------------------------------------------------------------------------
     @torch.no_grad()  # not inference_mode: clean features are references inside the attacks' graphs
@@ -338,7 +347,7 @@ class Campaign:
         interrupted setting resumes from its last finished chunk.
         """
         setting.validate()
-        sources = sources or self.sources
+        sources = [self.deploy(n) for n in sources] if sources else self.sources  # e.g. a transfer source of a plan
         if setting.attack in CAMPAIGN_ATTACKS:
             return CAMPAIGN_ATTACKS[setting.attack](self, setting, sources)
         rule = setting.step_rule()
