@@ -23,7 +23,7 @@ from metricattack.defenses import DEFENSES, build_defense
 from metricattack.features import read_images
 from metricattack.inputs import load_data
 from metricattack.models import load_model
-from metricattack.runtime import choose_device
+from metricattack.runtime import choose_device, keep_freed_memory
 from metricattack.training.augment import TrainAugment
 from metricattack.training.loop import standard_loss
 from metricattack.training.losses import ReIDLoss
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--step-size", type=float, help="inner step size (pixels) for the eps-8 defenses")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    keep_freed_memory()  # as `metricattack train` does
     device = choose_device(args.device)
     data = load_data(None, None, progress=False)
     labels = torch.tensor(relabel([s.pid for s in data.train])[0])

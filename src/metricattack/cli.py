@@ -50,7 +50,7 @@ from metricattack.report.examples import write_examples
 from metricattack.report.html import build_report
 from metricattack.report.results import text_table, transfer_matrix, write_results
 from metricattack.retrieval import evaluate_model, metrics_line
-from metricattack.runtime import choose_device, seed_everything
+from metricattack.runtime import choose_device, keep_freed_memory, seed_everything
 from metricattack.plans import HEADLINE, PLANS, get_plan, resolve_sources, source_groups
 from metricattack.inputs import main_reference
 from metricattack.robustness import sanity_checks
@@ -474,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, subparsers = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()
     try:
         with sigterm_raises():
             args = apply_config(subparsers[args.command_name], argv[1:], args) if args.command_name in subparsers else args
