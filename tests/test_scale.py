@@ -21,7 +21,7 @@ from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel
 from metricattack.attacks.chunks import FolderChunks
 from metricattack.cli import main
 from metricattack.features import read_images
-from metricattack.interrupt import Terminated, deferred_signals
+from metricattack.interrupt import HELD_MESSAGE, Terminated, deferred_signals
 
 SMALL = ["--train-ids", "4", "--test-ids", "6", "--cameras", "2", "--height", "32", "--width", "16"]
 # Keys whose values are the run's own (when, how long, which command), not its results.
@@ -139,7 +139,7 @@ def test_a_damaged_chunk_file_is_attacked_again(tiny_data, tiny_model, tmp_path)
 
 # --- signals -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("signum,error", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
-def test_a_signal_inside_a_chunk_takes_effect_when_the_chunk_ends(signum, error):
+def test_a_signal_inside_a_chunk_takes_effect_when_the_chunk_ends(signum, error, capsys):
     finished = []
     with pytest.raises(error):
         with deferred_signals():
@@ -147,6 +147,7 @@ def test_a_signal_inside_a_chunk_takes_effect_when_the_chunk_ends(signum, error)
             time.sleep(0.05)
             finished.append(True)  # the work after the signal still runs
     assert finished == [True]
+    assert capsys.readouterr().err == HELD_MESSAGE + "\n"  # the user learns why the run goes on, once
     with pytest.raises(error):  # a second signal stops at once
         with deferred_signals():
             os.kill(os.getpid(), signum)

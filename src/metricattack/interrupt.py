@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+
+HELD_MESSAGE = "metricattack: stopping once the current chunk is saved (it resumes from there); interrupt again to stop now"
 
 
 class Terminated(KeyboardInterrupt):
@@ -52,6 +56,7 @@ def deferred_signals() -> Iterator[None]:
         if received:
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         received.append(signum)
+        print(HELD_MESSAGE, file=sys.stderr, flush=True)  # a chunk can take minutes: say why nothing stops yet
 
     with _handling((signal.SIGINT, signal.SIGTERM), handler):
         yield
