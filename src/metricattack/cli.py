@@ -26,7 +26,7 @@ from metricattack.interrupt import interrupt_exit_code, sigterm_raises
 from metricattack.data.subset import subset_query_identities
 from metricattack.models import FORMAT_NAMES, build_model, bundled_checkpoint, load_model, model_names, read_metadata, save_checkpoint
 from metricattack.models.precision import AMP_DTYPES, with_precision
-from metricattack.models.checkpoints import checkpoint_paths
+from metricattack.models.checkpoints import checkpoint_paths, training_recipe
 from metricattack.models.zoo import zoo_names, zoo_table
 from metricattack.report.compare import training_summary, write_compare
 from metricattack.report.sanity import status
@@ -229,17 +229,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if defense is None and defense_options(args):
         given = ", ".join("--defense-" + o.replace("_", "-") for o in sorted(defense_options(args)))
         raise InputError(f"{given}: defense options need --defense NAME")
+    metadata = {"dataset": data.name, "train_command": args.command}
     if args.weights:  # fine-tune a trained model (ours, or the bundled ones by name)
-        model, _ = load_model(args.model, bundled_checkpoint(args.weights) or args.weights)
+        model, init_meta = load_model(args.model, bundled_checkpoint(args.weights) or args.weights)
+        metadata.update(init_weights=args.weights, init_recipe=training_recipe(init_meta))
     else:
         model = build_model(args.model, num_classes=data.num_train_pids, **options)
     if defense is not None:
         model = defense.prepare_model(model, from_weights=bool(args.weights))
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name != "milestones"},
                          milestones=tuple(args.milestones))
-    metadata = {"dataset": data.name, "train_command": args.command}
     if defense is not None:
-        metadata.update(defense=defense.settings(), init_weights=args.weights)
+        metadata.update(defense=defense.settings())
     started, cpu_started = time.perf_counter(), time.process_time()
     train_model(model, data.train, config, out_dir, device, resume=args.resume, image_size=args.image_size,
                 workers=args.workers, progress=not args.no_progress, metadata=metadata, objective=defense)

@@ -40,6 +40,18 @@ def test_est_options_from_yaml_and_cli_are_stored(data_args, tmp_path):
     assert "--defense-step-size 3" in meta["train_command"] and meta["train_seconds"] > 0
 
 
+def test_a_chain_of_fine_tunings_records_every_command_that_made_its_starting_weights(data_args, base_weights, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    defended = ["--defense", "est", "--defense-steps", "1", "--weights", str(base_weights), "--out", str(first)]
+    assert main(["train", *data_args, *TRAIN, *defended]) == 0
+    assert main(["train", *data_args, *TRAIN, "--weights", str(first / "model.safetensors"), "--out", str(second)]) == 0
+    base, middle, last = (json.loads(path.read_text()) for path in
+                          (base_weights.with_suffix(".json"), first / "model.json", second / "model.json"))
+    assert "init_recipe" not in base and middle["init_recipe"] == [base["train_command"]]
+    assert last["init_recipe"] == [base["train_command"], middle["train_command"]]
+    assert last["init_weights"] == str(first / "model.safetensors") and "defense" not in last
+
+
 def test_purifier_is_saved_and_loaded_as_one_model(data_args, base_weights, tmp_path, capsys):
     out = tmp_path / "purifier"
     args = ["train", *data_args, *TRAIN, "--defense", "purifier", "--weights", str(base_weights),

@@ -89,6 +89,15 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
+def training_recipe(meta: dict) -> list[str]:
+    """The train commands that made a checkpoint, oldest first: those that made its starting weights
+    (``init_recipe``, when it was fine-tuned), then its own ``train_command``; empty when unrecorded."""
+    earlier = meta.get("init_recipe")
+    earlier = earlier if isinstance(earlier, list) and all(isinstance(command, str) for command in earlier) else []
+    own = [meta["train_command"]] if isinstance(meta.get("train_command"), str) else []
+    return [*earlier, *own]
+
+
 def load_state_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path, arch: str | None = None) -> None:
     """Load ``state`` into ``model`` (named ``arch``, default its spec's); a mismatch is one line listing
     missing / unexpected / misshapen keys."""
