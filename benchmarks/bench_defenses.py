@@ -83,7 +83,7 @@ def main() -> None:
         for _, setting in (SETTINGS[a] for a in args.attacks):
             started = time.perf_counter()
             _, (row,) = campaign.run(setting)
-            cells += [f"{100 * row['mAP']:.1f}", f"{100 * row['mAP'] / clean:.0f} %"]
+            cells += [f"{100 * row['mAP']:.1f}", f"{100 * row['mAP'] / clean:.1f} %"]
             print(f"{reference} {setting.key}: mAP {100 * row['mAP']:.1f} ({time.perf_counter() - started:.0f} s)", flush=True)
         rows.append(cells)
     if args.save:
