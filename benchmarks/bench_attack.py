@@ -25,11 +25,13 @@ import time
 import torch
 from results_file import append_section
 
-from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, quantize
+from metricattack.experiment.setting import AttackSetting, NamedModel
+from metricattack.experiment.campaign import Campaign
+from metricattack.data.images import quantize
 from metricattack.attacks.steps import default_iterations
-from metricattack.inputs import load_data
+from metricattack.experiment.inputs import load_data
 from metricattack.models import load_model
-from metricattack.runtime import choose_device
+from metricattack.system.runtime import choose_device
 
 
 def bare_passes(campaign: Campaign, indices: torch.Tensor, steps: int) -> float:

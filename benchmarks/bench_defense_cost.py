@@ -20,10 +20,10 @@ import torch
 from results_file import append_section
 
 from metricattack.defenses import DEFENSES, build_defense
-from metricattack.features import read_images
-from metricattack.inputs import load_data
+from metricattack.data.images import read_images
+from metricattack.experiment.inputs import load_data
 from metricattack.models import load_model
-from metricattack.runtime import choose_device, keep_freed_memory
+from metricattack.system.runtime import choose_device, keep_freed_memory
 from metricattack.training.augment import TrainAugment
 from metricattack.training.loop import standard_loss
 from metricattack.training.losses import ReIDLoss

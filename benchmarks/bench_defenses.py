@@ -25,12 +25,13 @@ from dataclasses import replace
 import torch
 from results_file import append_section
 
-from metricattack.attacks.campaign import AttackSetting, Campaign
+from metricattack.experiment.setting import AttackSetting
+from metricattack.experiment.campaign import Campaign
 from metricattack.data.base import ReIDData
 from metricattack.defenses import build_defense
-from metricattack.inputs import load_data, model_from_reference
+from metricattack.experiment.inputs import load_data, model_from_reference
 from metricattack.models import bundled_checkpoint, read_metadata
-from metricattack.runtime import choose_device, seed_everything
+from metricattack.system.runtime import choose_device, seed_everything
 
 SETTINGS = {
     "pgd": ("PGD-50x5 eps 8", AttackSetting("pgd", 8.0, "gallery", steps=50, step_size=2.0, restarts=5)),

@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from results_file import append_section
 
 from metricattack.evaluation import evaluate_features
-from metricattack.features import extract_features, read_images
-from metricattack.inputs import load_data
+from metricattack.models.features import extract_features
+from metricattack.data.images import read_images
+from metricattack.experiment.inputs import load_data
 from metricattack.models import load_model
 from metricattack.models.precision import with_precision
-from metricattack.runtime import choose_device
+from metricattack.system.runtime import choose_device
 
 SETTINGS = {  # label -> (amp, channels_last)
     "float32": ("off", False),

@@ -22,13 +22,14 @@ import time
 import torch
 from results_file import append_section
 
-from metricattack.attacks.campaign import Campaign, NamedModel
+from metricattack.experiment.campaign import Campaign
+from metricattack.experiment.setting import NamedModel
 from metricattack.attacks.losses import NonTargetedMetricLoss
 from metricattack.data.subset import subset_query_identities
-from metricattack.inputs import load_data
+from metricattack.experiment.inputs import load_data
 from metricattack.models import load_model
-from metricattack.plans import ROBUST_PLAN, Job
-from metricattack.robustness import GRADIENT_IMAGES, LARGE_EPS
+from metricattack.experiment.plans import ROBUST_PLAN, Job
+from metricattack.experiment.sanity import GRADIENT_IMAGES, LARGE_EPS
 
 
 def attacked_counts(campaign: Campaign) -> dict[str, int]:

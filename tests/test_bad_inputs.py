@@ -32,10 +32,13 @@ from safetensors.torch import save_file
 import metricattack
 from conftest import random_checkpoint, synth_root
 from metricattack.cli import main
-from metricattack.interrupt import HELD_MESSAGE
-from metricattack.lock import LOCK_NAME, folder_lock
+from metricattack.system.signals import HELD_MESSAGE
+from metricattack.system.lock import LOCK_NAME, folder_lock
+from metricattack.experiment.chunks import FolderChunks
 from metricattack.models import build_model, save_checkpoint
-from metricattack.options import positive_int
+from metricattack.cli.checks import positive_int
+from metricattack.cli.config import settings_from_config
+from metricattack.cli.run import setting_checks
 
 SMALL = ["--train-ids", "6", "--test-ids", "5", "--cameras", "2", "--height", "32", "--width", "16"]
 
@@ -347,6 +350,15 @@ CASES = [
     Case("later setting's target pid absent (run)", ["run", D, *CK, "--config", "{yaml}", "--out", "{out}"],
          ("ifgsm-linf-eps2-query-targeted-pid4242", "no such identity", "nothing was attacked"), "input",
          settings_yaml("  - {attack: fgsm, eps: 2}\n  - {attack: ifgsm, eps: 2, side: query, goal: targeted, target_pid: 4242}\n")),  # fmt: skip
+    # --- sizes whose one batch cannot fit in memory: refused before any work (not by the system killing the process) ---
+    Case("input-size too large for memory", ["evaluate", D, *CK, "--input-size", "1000000", "1000000"],
+         ("--input-size 1000000 1000000", "one batch of 64", "memory", "--batch-size")),  # fmt: skip
+    Case("image-size too large for memory", ["attack", D, *CK, "--image-size", "1000000", "1000000", "--out", "{out}"],
+         ("--image-size 1000000 1000000", "memory")),  # fmt: skip
+    Case("train input-size too large for memory", ["train", D, "--input-size", "1000000", "1000000", "--batch-size", "8", "--out", "{out}"],
+         ("--input-size 1000000 1000000", "one batch of 8")),  # fmt: skip
+    Case("yaml image_size too large for memory", ["run", D, *CK, "--config", "{yaml}", "--out", "{out}"], ("--image-size", "memory"),
+         "input", yaml_file("image_size: [1000000, 1000000]\n")),  # fmt: skip
     Case("report of a folder without results", ["report", "{folder}"], ("results.json", "not found"), "input", a_folder),
     Case("report of corrupt results", ["report", "{folder}"], ("results.json", "not valid"), "input",
          lambda ctx: {"folder": write(ctx["tmp"] / "r" / "results.json", "{").parent}),  # fmt: skip
@@ -447,6 +459,12 @@ def test_report_of_any_mangled_record_is_one_line_or_a_report(record, tmp_path_f
         assert_one_error_line(lines, "input", ("results.json",))
 
 
+def test_a_quoted_number_in_a_yaml_setting_is_the_number():
+    """A documented leniency (docs/commands.md): a YAML value is read as the command line reads its text."""
+    [setting] = settings_from_config(yaml.safe_load('[{attack: ifgsm, eps: "4", steps: "10"}]'), setting_checks())
+    assert (setting.eps, setting.steps) == (4.0, 10)
+
+
 # --- resume identity, folder lock ---------------------------------------------------------------------
 def run_once(data_root, checkpoint, out, *extra) -> list[str]:
     config = out.parent / "one.yaml"
@@ -471,6 +489,8 @@ def finished_run(data_root, checkpoint, tmp_path_factory) -> tuple[Path, list[st
         (["--ap", "trapezoid"], ("average_precision",)),
         (["DATA_COPY"], ("dataset.root",)),
         (["--target-model", "default"], ("models.",)),
+        (["--image-size", "64", "32"], ("attacked_images.gallery_size [32, 16], this run has [64, 32]", "--image-size")),
+        (["--flip"], ("attacked_images.flip false, this run has true",)),
     ],
 )
 def test_resume_refuses_another_experiment(change, words, finished_run, data_root, tmp_path):
@@ -525,6 +545,103 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(data_root, checkpoint, tmp
     assert (out / "results.json").is_file() and not (out / LOCK_NAME).exists()
 
 
+def test_resume_checks_the_chunks_of_a_run_stopped_before_its_first_result(data_root, checkpoint, tmp_path, monkeypatch):
+    """No results.json yet, only chunks: they were made with the first run's image size, and must not be mixed with others."""
+    out = tmp_path / "run"
+    argv = run_once(data_root, checkpoint, out, "--chunk-size", "2")
+    store = FolderChunks.save
+
+    def store_then_stop(self, name, images, counters):  # as if Ctrl-C came once the first chunk is stored
+        store(self, name, images, counters)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FolderChunks, "save", store_then_stop)
+    assert run_cli(argv)[0] == 130
+    monkeypatch.undo()
+    assert not (out / "results.json").exists() and len(list(out.rglob("*.safetensors"))) == 1
+    before = tree(out)
+    code, lines, _ = run_cli([*argv, "--resume", "--image-size", "64", "32"])
+    assert code == 2
+    assert_one_error_line(lines, "input", ("--resume", "chunks/identity.json", "attacked_images.gallery_size [32, 16]", "--image-size"))
+    assert tree(out) == before
+    assert run_cli([*argv, "--resume"])[0] == 0  # the same options continue from the stored chunk
+    assert (out / "results.json").is_file() and not (out / "chunks").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "attack"])
+def test_a_training_or_attack_into_a_locked_folder_refuses(command, data_root, checkpoint, tmp_path):
+    out = tmp_path / "out"
+    argv = {"train": ["train", *data_args(data_root), *TRAIN_SMALL, "--out", str(out)],
+            "attack": ["attack", *data_args(data_root), "--weights", str(checkpoint), "--steps", "1", "--out", str(out)]}[command]  # fmt: skip
+    with folder_lock(out):  # as another process would hold it
+        before = tree(out)
+        code, lines, _ = run_cli(argv)
+        assert code == 2
+        assert_one_error_line(lines, "input", ("--out", "another metricattack process", f"pid {os.getpid()}"))
+        assert tree(out) == before
+    assert not out.exists()
+
+
+def test_two_trainings_into_one_folder_at_once_the_second_is_refused(data_root, tmp_path):
+    out = tmp_path / "t"
+    argv = ["train", *data_args(data_root), *TRAIN_SMALL, "--epochs", "300", "--out", str(out)]
+    first = spawn(argv)
+    try:
+        deadline = time.monotonic() + 300
+        while first.poll() is None and time.monotonic() < deadline and not (out / LOCK_NAME).is_file():
+            time.sleep(0.05)
+        while first.poll() is None and time.monotonic() < deadline and not (out / LOCK_NAME).read_text().strip():
+            time.sleep(0.05)  # the holder writes its pid just after taking the lock
+        assert first.poll() is None, first.communicate()[1]
+        code, lines, _ = run_cli(argv)
+        assert code == 2
+        assert_one_error_line(lines, "input", (f"--out {out}: another metricattack process (pid {first.pid})",))
+    finally:
+        first.send_signal(signal.SIGTERM)
+        stderr = first.communicate(timeout=120)[1]
+    assert first.returncode == 143, stderr
+    assert not (out / LOCK_NAME).exists()  # released by the first training
+
+
+# --- memory: a batch the allocator refuses (a real limit on a real process) -----------------------------------------------
+LIMITED = """
+import resource, sys
+import metricattack.cli.config, metricattack.cli.parser  # imported before the limit, as the command imports them
+from metricattack.cli import main
+size = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, resource.getrlimit(resource.RLIMIT_AS)[1]))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs /proc to size the limit")
+@pytest.mark.parametrize("option", ["--input-size", "--image-size"])
+def test_a_batch_the_allocator_refuses_is_one_line_naming_the_sizes(option, data_root, checkpoint, tmp_path):
+    """One batch of 64 images at 2000x1000 takes 1.5 GB, more than the 1 GiB the process may still map."""
+    argv = ["evaluate", *data_args(data_root), "--weights", str(checkpoint), option, "2000", "1000", "--batch-size", "64"]
+    result = subprocess.run([sys.executable, "-c", LIMITED, *argv], env=CHILD_ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert_one_error_line(result.stderr.splitlines(), "input", ("out of memory", f"{option} (now 2000 1000)", "--batch-size (now 64)"))
+    assert not any(tmp_path.iterdir())
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    command=st.sampled_from(["evaluate", "attack", "run", "train"]),
+    option=st.sampled_from(["--input-size", "--image-size"]),
+    size=st.tuples(st.integers(2 * 10**6, 10**9), st.integers(2 * 10**6, 10**9)),
+    batch=st.integers(1, 512),
+)
+def test_any_size_whose_one_batch_cannot_fit_is_refused_before_any_work(command, option, size, batch, data_root, checkpoint, tmp_path):
+    out = tmp_path / "out"
+    weights = [] if command == "train" else ["--weights", str(checkpoint)]
+    argv = [command, *data_args(data_root), *weights, option, *map(str, size), "--batch-size", str(batch), "--out", str(out)]
+    code, lines, _ = run_cli(argv if command != "evaluate" else argv[:-2])
+    assert code == 2
+    assert_one_error_line(lines, "input", (f"{option} {size[0]} {size[1]}: one batch of {batch} such images", "memory"))
+    assert not out.exists()
+
+
 # --- non-finite training --------------------------------------------------------------------------------
 def test_training_that_diverges_stops_with_one_line_naming_the_epoch(data_root, tmp_path):
     argv = ["train", *data_args(data_root), *TRAIN_SMALL, "--epochs", "2", "--lr", "1e35", "--warmup-epochs", "0",
@@ -535,15 +652,21 @@ def test_training_that_diverges_stops_with_one_line_naming_the_epoch(data_root, 
 
 
 # --- interruption: a real process, a real signal ----------------------------------------------------------
+CHILD_ENV = {**os.environ, "PYTHONPATH": str(Path(metricattack.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+
+
+def spawn(argv: list[str]) -> subprocess.Popen:
+    """``metricattack ARGV`` in its own process (stderr piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "metricattack", *argv], env=CHILD_ENV, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell may have ignored SIGINT
+    )  # fmt: skip
+
+
 def start_run(data_root, checkpoint, out: Path) -> subprocess.Popen:
     config = out.parent / "many.yaml"
     config.write_text("settings:\n" + "".join(f"  - {{attack: ifgsm, eps: {eps}, steps: 3}}\n" for eps in range(1, 40)))
-    env = {**os.environ, "PYTHONPATH": str(Path(metricattack.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
-    argv = ["run", *data_args(data_root), "--weights", str(checkpoint), "--config", str(config), "--out", str(out), "--examples", "0"]
-    return subprocess.Popen(
-        [sys.executable, "-m", "metricattack", *argv], env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background shell may have ignored SIGINT
-    )  # fmt: skip
+    return spawn(["run", *data_args(data_root), "--weights", str(checkpoint), "--config", str(config), "--out", str(out), "--examples", "0"])
 
 
 def test_interrupted_run_says_how_to_resume(data_root, checkpoint, tmp_path):

@@ -71,6 +71,24 @@ def test_attack_records_its_objective_schedule_and_gradient_passes(data_root, we
     assert row["num_attacked"] <= row["gradient_passes"] <= 5 * row["num_attacked"]
 
 
+def test_attack_without_out_writes_nothing_and_says_how_to_keep_results(data_root, weights, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["attack", *data_args(data_root), "--weights", str(weights), "--attack", "fgsm", "--eps", "2"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split()[:4] == ["attack", "eps", "side", "goal"] and printed[2].split()[0] == "fgsm"
+    assert printed[-1] == "no files written (pass --out DIR to keep results.json/.csv/.md)"
+    assert list(tmp_path.iterdir()) == []  # nothing in the working folder (no runs/, no chunks)
+
+
+def test_target_model_help_names_every_model_form():
+    from metricattack.cli.parser import build_parser
+    from metricattack.models import BUNDLED, EXTERNAL_SOURCES
+
+    help_text = " ".join(build_parser()[1]["attack"].format_help().split())  # unwrapped
+    listed = help_text.split("--target-model MODEL", 1)[1].split("repeatable", 1)[0]
+    assert all(form in listed for form in [*BUNDLED, *(f"{prefix}:" for prefix in EXTERNAL_SOURCES), "zoo:NAME", "ARCH:PATH"])
+
+
 def test_run_with_a_config_file_resumes_and_builds_the_report(data_root, weights, tmp_path, capsys):
     config = tmp_path / "run.yaml"
     config.write_text(

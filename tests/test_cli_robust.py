@@ -10,7 +10,7 @@ import torch
 from metricattack.cli import main
 from metricattack.data import load_dataset
 from metricattack.evaluation import evaluate_ranking, pairwise_distance
-from metricattack.features import read_images
+from metricattack.data.images import read_images
 from metricattack.models import build_model, load_model, save_checkpoint
 
 from test_cli import data_args, data_root, weights  # noqa: F401  (fixtures)

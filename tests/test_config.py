@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metricattack.cli import build_parser
-from metricattack.config import apply_config
+from metricattack.cli.parser import build_parser
+from metricattack.cli.config import apply_config
 from metricattack.errors import InputError
 
 

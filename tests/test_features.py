@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from metricattack.errors import InputError
-from metricattack.features import extract_features
-from metricattack.runtime import choose_device
+from metricattack.models.features import extract_features
+from metricattack.system.runtime import choose_device
 
 
 def test_features_do_not_depend_on_batching_and_restore_the_mode(tiny_data, tiny_model):

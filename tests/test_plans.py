@@ -8,12 +8,12 @@ import pytest
 import torch
 import yaml
 
-from metricattack.attacks.campaign import AttackSetting, NamedModel
+from metricattack.experiment.setting import AttackSetting, NamedModel
 from metricattack.attacks.steps import PGD, default_iterations
 from metricattack.errors import InputError
 from metricattack.models import build_model
-from metricattack.plans import HEADLINE, PLANS, ROBUST_PLAN, Job, get_plan, resolve_sources, same_weights
-from metricattack.sweep import settings_from_config
+from metricattack.experiment.plans import HEADLINE, PLANS, ROBUST_PLAN, Job, get_plan, resolve_sources, same_weights
+from metricattack.cli.config import settings_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,7 +28,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def test_readme_documents_every_command():
-    from metricattack.cli import build_parser
+    from metricattack.cli.parser import build_parser
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     _, subparsers = build_parser()

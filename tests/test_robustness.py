@@ -8,25 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel
+from metricattack.experiment.setting import AttackSetting, NamedModel
+from metricattack.experiment.campaign import Campaign
 from metricattack.evaluation import evaluate_ranking, pairwise_distance
-from metricattack.plans import Job
-from metricattack.robustness import (
-    ZeroBallSetting,
-    chance_map,
-    collapse_check,
-    convergence_check,
-    embedding_shift,
-    eps_zero_check,
-    expected_random_ap,
-    gradient_check,
-    large_eps_check,
-    monotone_check,
-    paired_distance,
-    sanity_checks,
-    transfer_check,
-)
-from metricattack.sweep import run_sweep
+from metricattack.experiment.plans import Job
+from metricattack.experiment.sanity import ZeroBallSetting, chance_map, collapse_check, convergence_check, embedding_shift, eps_zero_check, expected_random_ap, gradient_check, large_eps_check, monotone_check, sanity_checks, transfer_check
+from metricattack.evaluation.distance import paired_distance
+from metricattack.experiment.sweep import run_sweep
 
 
 class Wrapped(nn.Module):

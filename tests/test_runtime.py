@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from metricattack.runtime import USER_MALLOC_SETTINGS, keep_freed_memory
+from metricattack.system.runtime import USER_MALLOC_SETTINGS, keep_freed_memory
 
 FAULTS = """
 import resource, sys, torch
-from metricattack.runtime import keep_freed_memory
+from metricattack.system.runtime import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else None
 for _ in range(10):  # warm-up: the heap grows to hold the block
     torch.ones(10_000_000)  # 40 MB, above glibc's largest default mmap threshold (32 MB)

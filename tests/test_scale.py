@@ -17,11 +17,12 @@ import torch
 import metricattack
 from conftest import random_checkpoint, synth_root
 from metricattack.attacks.attack import MetricAttack
-from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel
-from metricattack.attacks.chunks import FolderChunks
+from metricattack.experiment.setting import AttackSetting, NamedModel
+from metricattack.experiment.campaign import Campaign
+from metricattack.experiment.chunks import FolderChunks
 from metricattack.cli import main
-from metricattack.features import read_images
-from metricattack.interrupt import HELD_MESSAGE, Terminated, deferred_signals
+from metricattack.data.images import read_images
+from metricattack.system.signals import HELD_MESSAGE, Terminated, deferred_signals
 
 SMALL = ["--train-ids", "4", "--test-ids", "6", "--cameras", "2", "--height", "32", "--width", "16"]
 # Keys whose values are the run's own (when, how long, which command), not its results.
@@ -104,6 +105,13 @@ def test_the_chunk_size_changes_neither_the_images_nor_the_metrics(tiny_data, ti
     assert len(small.gallery.ranges()) > 2 and len(large.gallery.ranges()) == 1
     assert torch.equal(small.gallery_images, large.gallery_images) and torch.equal(small.query_images, large.query_images)
     assert_same_rows(small_rows, large_rows)
+
+
+def test_chunks_are_whole_batches_so_every_image_meets_the_same_batch(tiny_data, tiny_model):
+    named = NamedModel("tiny", tiny_model)
+    sizes = {chunk: Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=4, progress=False,
+                             chunk_size=chunk).chunk_size for chunk in (1, 3, 4, 5, 8, 1024)}  # fmt: skip
+    assert sizes == {1: 4, 3: 4, 4: 4, 5: 8, 8: 8, 1024: 1024}
 
 
 def test_a_stored_setting_is_reused_chunk_by_chunk(tiny_data, tiny_model, tmp_path, monkeypatch):
@@ -246,7 +254,7 @@ def test_torchrun_attack_without_an_out_folder_shares_its_chunks_in_memory(data_
     assert single.returncode == 0 and shared.returncode == 0, shared.stderr[-3000:]
 
     def table(stdout: str) -> list[list[str]]:  # the printed rows without the seconds column
-        rows = [line.split() for line in stdout.splitlines() if line.strip()]
+        rows = [line.split() for line in stdout.splitlines() if line.strip() and not line.startswith("no files written")]
         seconds = rows[0].index("seconds")
         return [row[:seconds] + row[seconds + 1 :] for row in rows]
 

@@ -10,14 +10,16 @@ from dataclasses import asdict, replace
 import pytest
 import torch
 
-from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel
-from metricattack.cli import build_parser, main
-from metricattack.inputs import load_data
+from metricattack.experiment.setting import AttackSetting, NamedModel
+from metricattack.experiment.campaign import Campaign
+from metricattack.cli import main
+from metricattack.cli.parser import build_parser
+from metricattack.experiment.inputs import load_data
 from metricattack.models import build_model, save_checkpoint
 from metricattack.models import zoo
-from metricattack.plans import PLANS, source_groups
-from metricattack.retrieval import evaluate_model
-from metricattack.sweep import run_sweep
+from metricattack.experiment.plans import PLANS, source_groups
+from metricattack.models.retrieval import evaluate_model
+from metricattack.experiment.sweep import run_sweep
 from metricattack.training import zoo as zoo_training
 from metricattack.training.loop import TrainConfig, train_model
 

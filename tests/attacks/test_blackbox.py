@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from metricattack.attacks.blackbox import RankingOracle, SquareRankAttack, rank_score, square_side
-from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel
+from metricattack.experiment.setting import AttackSetting, NamedModel
+from metricattack.experiment.campaign import Campaign
 from metricattack.errors import InputError
 from metricattack.evaluation import pairwise_distance
 

@@ -8,10 +8,14 @@ import pytest
 import torch
 
 from metricattack.attacks.attack import MetricAttack
-from metricattack.attacks.chunks import AttackedSide
-from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, first_hit_ranks, quantize, save_adversarial_images
+from metricattack.experiment.chunks import AttackedSide
+from metricattack.experiment.setting import AttackSetting, NamedModel
+from metricattack.experiment.campaign import Campaign
+from metricattack.experiment.targets import first_hit_ranks
+from metricattack.data.images import quantize
+from metricattack.experiment.saved_images import save_adversarial_images
 from metricattack.attacks.losses import NonTargetedMetricLoss
-from metricattack.attacks.steps import ATTACKS, build_step_rule
+from metricattack.attacks.steps import STEP_RULES, build_step_rule
 from metricattack.data import load_dataset
 from metricattack.errors import InputError
 from metricattack.evaluation import evaluate_ranking, pairwise_distance
@@ -37,7 +41,7 @@ def originals(campaign, side, indices):
 
 
 @pytest.mark.parametrize(
-    "attack,side,goal", list(itertools.product(sorted(ATTACKS), ("gallery", "query", "both"), ("untargeted", "targeted")))
+    "attack,side,goal", list(itertools.product(sorted(STEP_RULES), ("gallery", "query", "both"), ("untargeted", "targeted")))
 )
 def test_every_attack_stays_in_the_linf_ball_and_the_image_range(exact_campaign, attack, side, goal):
     eps = 4.0

@@ -7,8 +7,10 @@ import pytest
 import torch
 
 from metricattack.attacks.attack import MetricAttack
-from metricattack.attacks.chunks import AttackedSide
-from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel, quantize
+from metricattack.experiment.chunks import AttackedSide
+from metricattack.experiment.setting import AttackSetting, NamedModel
+from metricattack.experiment.campaign import Campaign
+from metricattack.data.images import quantize
 from metricattack.attacks.losses import NonTargetedMetricLoss
 from metricattack.attacks.steps import build_step_rule
 from metricattack.evaluation import evaluate_ranking

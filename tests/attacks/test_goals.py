@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from metricattack.attacks import goals
+from metricattack.experiment import goals
 
 
 def test_kth_smallest_by_hand():

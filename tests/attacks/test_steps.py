@@ -5,16 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from metricattack.attacks.steps import (
-    ATTACKS,
-    FGSM,
-    IFGSM,
-    MIFGSM,
-    PGD,
-    build_step_rule,
-    default_iterations,
-    pixels_to_fraction,
-)
+from metricattack.attacks.steps import STEP_RULES, FGSM, IFGSM, MIFGSM, PGD, build_step_rule, default_iterations, pixels_to_fraction
 from metricattack.errors import InputError
 
 EPS = {"linf": 8 / 255, "l2": 0.3}
@@ -40,7 +31,7 @@ def perturbation_sizes(adversarial: torch.Tensor, originals: torch.Tensor, norm:
     return delta.abs().amax(dim=1) if norm == "linf" else delta.norm(dim=1)
 
 
-@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("name", sorted(STEP_RULES))
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_every_rule_stays_in_the_ball_and_the_range_and_ascends(name, norm):
     options = {"norm": norm} if name == "fgsm" else {"norm": norm, "steps": 5}
@@ -164,7 +155,7 @@ def test_defaults():
 @pytest.mark.parametrize(
     "call,message",
     [
-        (lambda: build_step_rule("cw", 0.1), r"--attack: unknown attack 'cw' \(expected one of fgsm, ifgsm, mifgsm, pgd\)"),
+        (lambda: build_step_rule("cw", 0.1), r"--attack: unknown attack 'cw' \(expected one of fgsm, ifgsm, mifgsm, pgd, apgd\)"),
         (lambda: build_step_rule("ifgsm", 0.1, norm="l1"), "--norm: unknown norm 'l1'"),
         (lambda: build_step_rule("ifgsm", 0.1, steps=0), "--steps must be an integer >= 1, got 0"),
         (lambda: build_step_rule("pgd", 0.1, steps=0), "--steps must be an integer >= 1, got 0"),

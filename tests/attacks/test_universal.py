@@ -7,10 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from metricattack.attacks.campaign import AttackSetting, Campaign, NamedModel
+from metricattack.experiment.setting import AttackSetting, NamedModel
+from metricattack.experiment.campaign import Campaign
 from metricattack.attacks.universal import UniversalPerturbation, apply_perturbation
 from metricattack.errors import InputError
-from metricattack.report.examples import write_examples
+from metricattack.experiment.examples import write_examples
 
 
 @pytest.fixture(scope="module")

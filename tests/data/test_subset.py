@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from metricattack.data.subset import subset_query_identities
+from metricattack.data.subset import split_subset_name, subset_query_identities
 from metricattack.errors import InputError
 
 
@@ -30,3 +30,9 @@ def test_subset_is_reproducible_by_seed(tiny_data):
 def test_subset_rejects_a_count_outside_the_identities(tiny_data, count):
     with pytest.raises(InputError, match="--subset must be between 1 and the"):
         subset_query_identities(tiny_data, count, 0)
+
+
+def test_the_name_of_a_subset_gives_back_the_data_set_and_the_count(tiny_data):
+    assert split_subset_name(subset_query_identities(tiny_data, 3, seed=7).name) == (tiny_data.name, 3)
+    assert split_subset_name("market1501") == ("market1501", None)
+    assert split_subset_name("my (subset: lots) data") == ("my (subset: lots) data", None)

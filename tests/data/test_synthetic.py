@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from metricattack.data import load_dataset
-from metricattack.data import synthetic
-from metricattack.data.synthetic import SyntheticConfig, cache_root, cached_synthetic, contact_sheet, generate
+from metricattack.data.synthetic import writer as synthetic
+from metricattack.data.synthetic import SyntheticConfig, cached_synthetic, contact_sheet, generate
+from metricattack.system.cache import cache_root
 from metricattack.errors import InputError
 
 TINY = SyntheticConfig(train_ids=6, test_ids=4, cameras=3, height=32, width=16, seed=1)

@@ -6,7 +6,7 @@ import shlex
 
 import torch
 
-from metricattack.inputs import model_from_reference
+from metricattack.experiment.inputs import model_from_reference
 from metricattack.models import BUNDLED, load_model
 from metricattack.models.checkpoints import training_recipe
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from metricattack.data.base import read_image
 from metricattack.defenses import DEFENSES, build_defense, with_purifier
-from metricattack.defenses.base import Defense, paired_distance, random_triplets, triplet_margin
+from metricattack.defenses.base import Defense, embedding_distance, random_triplets, triplet_margin
 from metricattack.defenses.hm import batch_hard_hardness
 from metricattack.errors import InputError
 from metricattack.models import build_model
@@ -92,11 +92,11 @@ def test_eps_zero_is_the_clean_objective(name, model, batch):
     assert float(loss.detach()) == pytest.approx(float(clean.detach()), abs=1e-5)
 
 
-def test_paired_distance_and_triplet_margin_by_hand():
+def test_embedding_distance_and_triplet_margin_by_hand():
     anchor, positive, negative = torch.tensor([[3.0, 4.0]]), torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 5.0]])
     # Normalised: a = (0.6, 0.8), p = (1, 0), n = (0, 1).
-    assert float(paired_distance(anchor, positive)) == pytest.approx(math.sqrt(0.4**2 + 0.8**2))
-    assert float(paired_distance(anchor, negative)) == pytest.approx(math.sqrt(0.6**2 + 0.2**2))
+    assert float(embedding_distance(anchor, positive)) == pytest.approx(math.sqrt(0.4**2 + 0.8**2))
+    assert float(embedding_distance(anchor, negative)) == pytest.approx(math.sqrt(0.6**2 + 0.2**2))
     expected = math.sqrt(0.8) - math.sqrt(0.4) + 0.2
     assert float(triplet_margin(anchor, positive, negative, 0.2)) == pytest.approx(expected)
     assert float(triplet_margin(anchor, negative, positive, 0.2)) == 0.0  # max(0, ·)
@@ -170,8 +170,8 @@ def test_act_moves_positives_toward_negatives(monkeypatch):
     positives, negatives = random_triplets(labels, torch.Generator().manual_seed(5))
     defense(FlatModel().train(), images, labels, None, torch.Generator().manual_seed(5))
     moved_p, moved_n = captured[0].split(8)
-    before = paired_distance(images[positives].flatten(1), images[negatives].flatten(1))
-    after = paired_distance(moved_p.flatten(1), moved_n.flatten(1))
+    before = embedding_distance(images[positives].flatten(1), images[negatives].flatten(1))
+    after = embedding_distance(moved_p.flatten(1), moved_n.flatten(1))
     assert (after < before).all()
 
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from metricattack.attacks.attack import eval_mode
+from metricattack.attacks.attack import MetricAttack, eval_mode
+from metricattack.attacks.losses import NonTargetedMetricLoss
+from metricattack.attacks.steps import build_step_rule
 from metricattack.errors import InputError
 from metricattack.evaluation import evaluate_ranking, pairwise_distance
 from metricattack.evaluation.pipeline import (
@@ -59,6 +61,39 @@ def test_a_wrapper_keeps_the_mode_of_the_model_it_wraps():
         pass
     assert not flipped.training and not model.training
     assert FlipAverage(ColumnWeights().train()).training
+
+
+def attack_once(model: nn.Module) -> None:
+    """A bare two-step I-FGSM over ``model`` on random images, away from random references."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(3, 3, 6, 4, generator=generator)
+    references = torch.randn(5, 4 * 6 * 4, generator=generator)
+    own = torch.zeros(3, 5, dtype=torch.bool)
+    own[:, 0] = True
+    MetricAttack([model], [NonTargetedMetricLoss()], build_step_rule("ifgsm", 4 / 255, steps=2)).perturb(images, [references], own)
+
+
+def normed_net() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Flatten())
+
+
+def test_a_bare_attack_over_flip_averaging_built_during_training_leaves_the_deployed_model_in_eval_mode():
+    model = normed_net()
+    flipped = with_flip(model, True)  # built while the model trains
+    model.eval()  # then deployed
+    running_mean = model[1].running_mean.clone()
+    attack_once(flipped)
+    assert not any(module.training for module in model.modules())
+    torch.testing.assert_close(model[1].running_mean, running_mean)  # the attack ran in eval mode
+
+
+def test_a_bare_attack_restores_each_modules_own_mode():
+    model = normed_net().train()
+    model[1].eval()  # frozen batch norm inside a model being trained
+    flipped = with_flip(model, True)
+    attack_once(flipped)
+    assert [module.training for module in model.modules()] == [True, True, False, True]
+    assert flipped.training
 
 
 def loop_query_expansion(queries, gallery, top_n, metric, normalize):

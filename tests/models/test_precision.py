@@ -21,7 +21,8 @@ from metricattack.attacks import MetricAttack, NonTargetedMetricLoss, build_step
 from metricattack.errors import InputError
 from metricattack.evaluation import evaluate_features
 from metricattack.evaluation.pipeline import FlipAverage, with_flip
-from metricattack.features import check_finite, features_of, read_images
+from metricattack.models.features import check_finite, features_of
+from metricattack.data.images import read_images
 from metricattack.models.precision import Precision, autocast_problem, with_precision
 
 # amp -> (min cosine per row, max relative L2 error per row, min sign agreement of the larger gradients)

@@ -17,8 +17,8 @@ import torch
 from metricattack.cli import main
 from metricattack.errors import InputError
 from metricattack.evaluation import evaluate_features
-from metricattack.features import extract_features
-from metricattack.inputs import model_from_reference
+from metricattack.models.features import extract_features
+from metricattack.experiment.inputs import model_from_reference
 from metricattack.models import load_model
 
 with warnings.catch_warnings():

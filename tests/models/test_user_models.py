@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import pathlib
+import pickle
 import sys
 import textwrap
+import warnings
+import zipfile
 
 import pytest
 import torch
 
 from metricattack.cli import main
 from metricattack.errors import InputError
-from metricattack.inputs import model_from_reference
+from metricattack.experiment.inputs import model_from_reference
 from metricattack.models import ModelOptions, load_model
 from metricattack.models.references import ModelReference, parse_reference
 
@@ -276,3 +281,101 @@ def test_torchreid_not_installed_is_one_line_with_the_install_command(monkeypatc
     monkeypatch.setitem(sys.modules, "torchreid", None)  # import torchreid now raises ImportError
     with pytest.raises(InputError, match=r"needs torchreid, which is not importable .*: pip install 'metricattack\[torchreid\]'"):
         load_model("torchreid:osnet_x1_0")
+
+
+# --- hostile model sources from the command line: one line on stderr, exit code 2, no warning or log ---------------
+BROKEN_MODULES = {
+    "factory raises": ("def build():\n    raise RuntimeError('cannot reach the weights server\\nretry later')\n",
+                       ("--model python:brokennet:build", "the factory raised RuntimeError: cannot reach the weights server")),
+    "syntax error": ("def build(:\n    pass\n", ("--model python:brokennet:build", "cannot import brokennet (SyntaxError: ")),
+    "import raises": ("raise OSError('no GPU here')\n", ("cannot import brokennet (OSError: no GPU here)",)),
+    "factory needs arguments": ("def build(depth):\n    pass\n", ("the factory raised TypeError", "depth")),
+}  # fmt: skip
+
+
+def cli_error(argv, capfd) -> tuple[int, list[str], list[str]]:
+    """Run the CLI here: (exit code, stderr lines, warnings); stderr at the descriptor level, so torch's own logging is caught."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(argv)
+    return code, capfd.readouterr().err.splitlines(), [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("case", BROKEN_MODULES, ids=list(BROKEN_MODULES))
+def test_a_broken_python_module_is_one_line(case, tiny_root, tmp_path, monkeypatch, capfd):
+    source, words = BROKEN_MODULES[case]
+    (tmp_path / "brokennet.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])  # the loader adds the cwd
+    monkeypatch.delitem(sys.modules, "brokennet", raising=False)
+    importlib.invalidate_caches()
+    code, lines, caught = cli_error(["evaluate", "--dataset", "market1501", "--data-root", str(tiny_root), "--no-progress",
+                                     "--model", "python:brokennet:build"], capfd)  # fmt: skip
+    sys.modules.pop("brokennet", None)
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("metricattack: error: "), lines
+    assert all(word in lines[0] for word in words), lines
+    assert not caught
+
+
+def pickled(path):
+    torch.save({"net": torch.nn.Linear(2, 2)}, path)  # a whole pickled module, not weights
+    return path
+
+
+NOT_PROGRAMS = {
+    "garbage.pt": lambda p: p.write_bytes(bytes(range(256)) * 4),
+    "text.pt": lambda p: p.write_text("def forward(x):\n    return x\n"),
+    "raw-pickle.pt": lambda p: p.write_bytes(pickle.dumps({"weights": [1.0, 2.0]})),
+    "torch-save.pt": pickled,
+    "garbage.pt2": lambda p: p.write_bytes(b"\x00garbage" * 50),
+    "text.pt2": lambda p: p.write_text("not an exported program\n"),
+    "torch-save.pt2": pickled,
+}
+
+
+@pytest.mark.parametrize("name", NOT_PROGRAMS)
+def test_a_file_that_is_not_a_program_is_one_line_without_warnings_or_logs(name, tiny_root, tmp_path, capfd):
+    NOT_PROGRAMS[name](tmp_path / name)
+    code, lines, caught = cli_error(["evaluate", "--dataset", "market1501", "--data-root", str(tiny_root), "--no-progress",
+                                     "--model", f"torchscript:{tmp_path / name}"], capfd)  # fmt: skip
+    kind = "torch.export program" if name.endswith(".pt2") else "TorchScript file"
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith(f"metricattack: error: --model torchscript:{tmp_path / name}: not a readable {kind} ("), lines
+    assert not caught
+
+
+class RunsCode:
+    """Unpickling this creates ``path``: what a crafted file would do instead."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def test_an_exported_program_holding_a_pickled_object_is_refused_unopened(usernet, tmp_path):
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(usernet.build().eval(), (torch.rand(2, 3, 64, 32),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, tmp_path / "net.pt2")
+    buffer = io.BytesIO()
+    torch.save(RunsCode(tmp_path / "ran"), buffer)
+    with zipfile.ZipFile(tmp_path / "net.pt2") as source, zipfile.ZipFile(tmp_path / "crafted.pt2", "w") as crafted:
+        for item in source.infolist():  # torch.export.load would unpickle the sample inputs with weights_only=False
+            crafted.writestr(item, buffer.getvalue() if item.filename.endswith("sample_inputs/model.pt") else source.read(item))
+    with pytest.raises(InputError, match=r"crafted\.pt2: refused: the program holds pickled objects"):
+        load_model(f"torchscript:{tmp_path / 'crafted.pt2'}", options=ModelOptions(input_size=(64, 32)))
+    assert not (tmp_path / "ran").exists()
+    load_model(f"torchscript:{tmp_path / 'net.pt2'}", options=ModelOptions(input_size=(64, 32)))  # the honest one loads
+    assert torch.load is torch.serialization.load  # and torch.load is torch's own again
+
+
+@pytest.mark.parametrize(
+    "model, origin",
+    [("python:usernet:build", "weights as built by the factory"), ("compact", "random weights"), (None, "bundled default"),
+     ("default-robust", "bundled default-robust")],
+)  # fmt: skip
+def test_evaluate_says_where_the_weights_come_from(model, origin, usernet, tiny_root, capsys):
+    args = ["evaluate", "--dataset", "market1501", "--data-root", str(tiny_root), "--no-progress", "--input-size", "64", "32"]
+    assert main(args + (["--model", model] if model else [])) == 0
+    assert f"({origin})" in capsys.readouterr().out

@@ -9,14 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from metricattack.cli import main
+from metricattack.data.subset import subset_name
 from metricattack.errors import InputError
-from metricattack.plans import HEADLINE, PAPER_SETTING
+from metricattack.experiment.plans import HEADLINE, PAPER_SETTING
 from metricattack.report.compare import (
+    comparison_warning,
     csv_text,
     load_runs,
     map_matrix,
     markdown_text,
     summary_rows,
+    summary_table,
     training_summary,
     write_compare,
 )
@@ -121,6 +125,40 @@ def test_compare_page_holds_everything_and_no_script(runs, tmp_path):
     assert "gradient masking" in page and 'class="warning"' in page and "no sanity checks" in page
     assert (tmp_path / "out" / "compare.md").is_file() and (tmp_path / "out" / "compare.csv").is_file()
     assert (tmp_path / "out" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_runs_measured_alike_get_no_warning(runs):
+    models = load_runs(runs)
+    assert comparison_warning(models) is None and "measured under" not in summary_table(models)[0]
+    assert "Warning" not in markdown_text(models)
+
+
+def test_a_subset_run_beside_a_full_split_run_is_warned_about_and_marked(runs, tmp_path, capsys):
+    subset = write_record(tmp_path / "quick", "quick", 1.0, [], dataset={"name": subset_name("synthetic", 2, 0)})
+    models = load_runs([runs[0], subset])
+    assert comparison_warning(models) == (
+        "these runs differ in subset, so their numbers were not measured alike and do not compare directly "
+        "(default: subset all query identities; quick: subset 2 query identities)")  # fmt: skip
+    headers, rows = summary_table(models)
+    assert headers[:3] == ["model", "measured under", "run"]
+    assert [row[:2] for row in rows] == [["default", "subset all query identities"], ["quick", "subset 2 query identities"]]
+    assert "**Warning:** these runs differ in subset" in markdown_text(models)
+    page = write_compare([runs[0], subset], tmp_path / "out").read_text()
+    assert '<p class="warning">Warning: these runs differ in subset' in page
+    assert '<td class="text wrap">subset 2 query identities</td>' in page  # a text column, left-aligned, wrapping
+    assert main(["compare", str(runs[0]), str(subset), "--out", str(tmp_path / "cli")]) == 0
+    assert "warning: these runs differ in subset" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "extra,named",
+    [({"seed": 1}, "seed 1"), ({"pipelines": [{"name": "flip+rerank"}]}, "pipeline flip+rerank"),
+     ({"dataset": {"name": "market1501", "num_gallery": 15913}}, "data set market1501 (15913 gallery images)")],
+)  # fmt: skip
+def test_a_seed_pipeline_or_data_set_mismatch_is_named(runs, tmp_path, extra, named):
+    other = write_record(tmp_path / "other", "other", 0.7, [], **extra)
+    warning = comparison_warning(load_runs([runs[0], other]))
+    assert warning is not None and f"other: {named})" in warning and warning.count(" differ in ") == 1
 
 
 def test_bad_run_dirs_are_one_line_errors(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from metricattack.errors import InputError
-from metricattack.report.html import build_report, example_settings
+from metricattack.report.html import build_report, example_settings, identity_columns, sticky_offsets, table
 
 CLEAN = {"mAP": 0.8, "mINP": 0.5, "rank1": 0.9, "rank5": 0.95, "rank10": 0.97, "num_queries": 12, "num_skipped": 0}
 
@@ -254,3 +255,25 @@ def test_transfer_to_a_second_model_renders(tmp_path):
     assert Page(text).row_keys == ["clean", "clean"] + [row["key"] for row in RESULTS[:3] + transferred]
     assert "ifgsm linf gallery untargeted (default -&gt; other)" in text
     assert text.count("figures/ranking-ifgsm-linf-eps4-gallery-untargeted-0.png") == 1
+
+
+def test_sticky_columns_start_where_the_sticky_columns_before_them_end():
+    """Sticky cells are monospace: a column is its longest text in ch wide, plus .9em of padding and a 1px border."""
+    headers, rows = ["attack", "norm", "eps", "mAP"], [["ifgsm", "linf", "12", "1.0"], ["clean", "-", "-", "80.0"]]
+    assert sticky_offsets(headers, rows, [2, 0]) == {0: "calc(0ch + 0em + 0px)", 2: "calc(6ch + 0.9em + 1px)"}
+    html = table(headers, rows, text_columns=1, sticky=[0, 2])
+    assert '<th class="text sticky" style="left: calc(0ch + 0em + 0px)">attack</th><th>norm</th>' in html
+    assert '<td class="sticky" style="left: calc(6ch + 0.9em + 1px)">12</td><td>1.0</td>' in html
+
+
+def sticky_titles(page: str) -> list[str]:
+    return re.findall(r'<th class="[^"]*sticky[^"]*"[^>]*>([^<]*)</th>', page.split("<h2>Clean vs attacked</h2>")[1].split("<h2>")[0])
+
+
+def test_the_results_table_keeps_in_view_what_tells_its_rows_apart(tmp_path):
+    assert sticky_titles(build_report(write_run(tmp_path / "plain", examples=False)).read_text()) == ["attack", "eps", "side", "goal"]
+    transfer = {**RESULTS[1], "key": RESULTS[1]["key"] + "-from-other", "source": "other"}
+    page = build_report(write_run(tmp_path / "transfer", [*RESULTS, transfer], examples=False)).read_text()
+    assert sticky_titles(page) == ["attack", "eps", "side", "goal", "source"]
+    longer = {**RESULTS[1], "key": RESULTS[1]["key"] + "-steps100", "steps": 100}
+    assert identity_columns([*RESULTS, transfer, longer]) == ["attack", "eps", "side", "goal", "steps", "source"]

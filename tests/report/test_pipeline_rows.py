@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from metricattack.report.results import format_cell, table_rows, text_table, transfer_matrix
+from metricattack.experiment.results import format_cell, table_rows, text_table, transfer_matrix
 from metricattack.report.summary import curves
 
 

@@ -1,15 +1,19 @@
-"""Adversarial metric attacks: metric losses (what is optimised), step rules (how), campaigns (where)."""
+"""Adversarial metric attacks, knowing nothing of data sets or runs: metric losses (what is optimised),
+step rules (how; APGD among them), ``MetricAttack`` (the two over a model), the universal perturbation and the rank-only
+black-box search."""
 
+from metricattack.attacks.apgd import APGD
 from metricattack.attacks.attack import MetricAttack
 from metricattack.attacks.blackbox import RankingOracle, SquareRankAttack
 from metricattack.attacks.losses import NonTargetedMetricLoss, TargetedMetricLoss
+from metricattack.attacks.margin import RankingMarginLoss
 from metricattack.attacks.steps import (
-    ATTACKS,
     FGSM,
     IFGSM,
     MIFGSM,
     NORMS,
     PGD,
+    STEP_RULES,
     StepRule,
     build_step_rule,
     default_iterations,
@@ -18,16 +22,18 @@ from metricattack.attacks.steps import (
 from metricattack.attacks.universal import UniversalPerturbation
 
 __all__ = [
-    "ATTACKS",
+    "APGD",
     "FGSM",
     "IFGSM",
     "MIFGSM",
     "NORMS",
     "PGD",
+    "STEP_RULES",
     "RankingOracle",
     "SquareRankAttack",
     "MetricAttack",
     "NonTargetedMetricLoss",
+    "RankingMarginLoss",
     "StepRule",
     "TargetedMetricLoss",
     "UniversalPerturbation",

@@ -11,15 +11,19 @@ from torch import nn
 
 @contextmanager
 def eval_mode(models: Sequence[nn.Module]):
-    """Put models in eval mode for the block and restore each one's mode afterwards."""
-    modes = [m.training for m in models]
-    for m in models:
-        m.eval()
+    """Put models in eval mode for the block and restore the mode of each of their modules afterwards.
+
+    Module by module, not ``model.train(mode)``: that would put every submodule in the model's mode (a wrapper
+    such as flip averaging, or a model with frozen batch norms, may hold modules in another mode).
+    """
+    modes = [(module, module.training) for model in models for module in model.modules()]
+    for model in models:
+        model.eval()
     try:
         yield
     finally:
-        for m, mode in zip(models, modes):
-            m.train(mode)
+        for module, mode in modes:
+            module.training = mode
 
 
 class MetricAttack:
@@ -52,13 +56,16 @@ class MetricAttack:
         target_mask: torch.Tensor | None = None,  # (B,R) bool, targeted attacks only
         generator: torch.Generator | None = None,
         goal: Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
+        impostor_mask: torch.Tensor | None = None,  # (B,R) bool, losses that rank (RankingMarginLoss)
     ) -> torch.Tensor:
         """Adversarial images (detached), within the step rule's eps-ball and [0,1].
 
+        Each loss gets the masks given, by name (``own_mask``, ``target_mask``, ``impostor_mask``).
         ``goal(features, rows)``, given each model's features (A,D_m) of the images at batch rows ``rows``,
         says which have reached their goal (A,) bool; a step rule with ``early_stop`` stops iterating them.
         """
-        masks = (own_mask,) if target_mask is None else (own_mask, target_mask)
+        given = {"own_mask": own_mask, "target_mask": target_mask, "impostor_mask": impostor_mask}
+        masks = {name: mask for name, mask in given.items() if mask is not None}
 
         def features(x: torch.Tensor) -> list[torch.Tensor]:
             if torch.is_grad_enabled():
@@ -68,8 +75,8 @@ class MetricAttack:
             return [model(x) for model in self.models]
 
         def objective(x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:  # (B,)
-            row_masks = masks if rows is None else tuple(mask[rows] for mask in masks)
-            losses = [loss(f, ref, *row_masks) for f, loss, ref in zip(features(x), self.losses, references)]
+            row_masks = masks if rows is None else {name: mask[rows] for name, mask in masks.items()}
+            losses = [loss(f, ref, **row_masks) for f, loss, ref in zip(features(x), self.losses, references)]
             return torch.stack(losses).mean(dim=0)
 
         def done(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:  # (A,) bool

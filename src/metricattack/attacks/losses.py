@@ -19,18 +19,20 @@ from metricattack.errors import InputError
 from metricattack.evaluation.distance import DISTANCE_METRICS, pairwise_distance
 
 
-def _check_metric(metric: str) -> None:
+def check_metric(metric: str) -> None:
+    """InputError unless ``metric`` is a distance we know."""
     if metric not in DISTANCE_METRICS:
         raise InputError(f"unknown distance {metric!r} (expected one of {', '.join(DISTANCE_METRICS)})")
 
 
-def _check_mask(mask: torch.Tensor, adv_features: torch.Tensor, reference_features: torch.Tensor, name: str) -> None:
+def check_mask(mask: torch.Tensor, adv_features: torch.Tensor, reference_features: torch.Tensor, name: str) -> None:
+    """ValueError unless ``mask`` is a bool (B,R) mask for B adversarial and R reference features."""
     expected = (adv_features.shape[0], reference_features.shape[0])
     if mask.dtype != torch.bool or tuple(mask.shape) != expected:
         raise ValueError(f"{name} must be a bool tensor of shape {expected}, got {mask.dtype} {tuple(mask.shape)}")
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Row means (B,) of ``values`` (B,R) over the True entries of ``mask``; 0 for an empty row."""
     weights = mask.to(values.dtype)
     return (values * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
@@ -41,7 +43,7 @@ def _masked_min(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return values.masked_fill(~mask, float("inf")).min(dim=1).values
 
 
-PULLS = {"mean": _masked_mean, "nearest": _masked_min}
+PULLS = {"mean": masked_mean, "nearest": _masked_min}
 
 
 class NonTargetedMetricLoss:
@@ -54,7 +56,7 @@ class NonTargetedMetricLoss:
     """
 
     def __init__(self, metric: str = "sqeuclidean", normalize: bool = False) -> None:
-        _check_metric(metric)
+        check_metric(metric)
         self.metric = metric
         self.normalize = normalize
 
@@ -68,11 +70,11 @@ class NonTargetedMetricLoss:
         own_mask: torch.Tensor,  # (B,R) bool
     ) -> torch.Tensor:
         """Per-image losses (B,) to maximise."""
-        _check_mask(own_mask, adv_features, reference_features, "own_mask")
+        check_mask(own_mask, adv_features, reference_features, "own_mask")
         if not own_mask.any(dim=1).all():
             raise ValueError("every adversarial image needs at least one reference of its own identity")
         distances = pairwise_distance(adv_features, reference_features, self.metric, self.normalize)  # (B,R)
-        return _masked_mean(distances, own_mask)
+        return masked_mean(distances, own_mask)
 
 
 class TargetedMetricLoss:
@@ -89,7 +91,7 @@ class TargetedMetricLoss:
     def __init__(
         self, metric: str = "euclidean", normalize: bool = False, push_weight: float = 1.0, pull: str = "mean"
     ) -> None:
-        _check_metric(metric)
+        check_metric(metric)
         if push_weight < 0:
             raise InputError(f"push_weight must be >= 0, got {push_weight:g}")
         if pull not in PULLS:
@@ -113,12 +115,12 @@ class TargetedMetricLoss:
         target_mask: torch.Tensor,  # (B,R) bool
     ) -> torch.Tensor:
         """Per-image losses (B,) to maximise."""
-        _check_mask(own_mask, adv_features, reference_features, "own_mask")
-        _check_mask(target_mask, adv_features, reference_features, "target_mask")
+        check_mask(own_mask, adv_features, reference_features, "own_mask")
+        check_mask(target_mask, adv_features, reference_features, "target_mask")
         if not target_mask.any(dim=1).all():
             raise ValueError("every adversarial image needs at least one reference of its target identity")
         distances = pairwise_distance(adv_features, reference_features, self.metric, self.normalize)  # (B,R)
         pull = PULLS[self.pull](distances, target_mask)
         if self.push_weight == 0:  # no 0 * distance term: its gradient would be computed for nothing
             return -pull
-        return self.push_weight * _masked_mean(distances, own_mask) - pull
+        return self.push_weight * masked_mean(distances, own_mask) - pull

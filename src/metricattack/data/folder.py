@@ -13,7 +13,7 @@ import csv
 import io
 from pathlib import Path
 
-from metricattack.atomic import read_text
+from metricattack.system.atomic import read_text
 from metricattack.data.base import ReIDData, Sample
 from metricattack.data.filenames import parse_folder
 from metricattack.errors import InputError

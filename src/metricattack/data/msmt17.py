@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metricattack.atomic import read_text
+from metricattack.system.atomic import read_text
 from metricattack.data.base import ReIDData, Sample
 from metricattack.data.filenames import find_root
 from metricattack.errors import InputError

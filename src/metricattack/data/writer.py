@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from metricattack.atomic import atomic_write
+from metricattack.system.atomic import atomic_write
 from metricattack.data.base import Sample
+from metricattack.data.images import to_8bit
 
 
 def relative_path(sample: Sample, root: Path) -> Path:
@@ -23,7 +24,7 @@ def relative_path(sample: Sample, root: Path) -> Path:
 
 def to_pil(image: torch.Tensor) -> Image.Image:
     """An image (3,H,W) in [0,1] as an 8-bit PIL image."""
-    array = image.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    array = to_8bit(image.clamp(0, 1)).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(np.ascontiguousarray(array))
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metricattack.defenses.base import Defense, paired_distance, random_triplets, triplet_margin
+from metricattack.defenses.base import Defense, embedding_distance, random_triplets, triplet_margin
 from metricattack.models.reid import ReIDModel
 from metricattack.training.losses import ReIDLoss
 
@@ -32,7 +32,7 @@ class ACT(Defense):
 
         def collapse(images: torch.Tensor) -> torch.Tensor:  # (2B,): positives then negatives
             features = model(images)
-            closeness = -paired_distance(features[:count], features[count:])
+            closeness = -embedding_distance(features[:count], features[count:])
             return torch.cat([closeness, closeness])
 
         pairs = self.perturb(model, torch.cat([inputs[positives], inputs[negatives]]), collapse, generator)

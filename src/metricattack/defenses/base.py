@@ -20,23 +20,23 @@ from metricattack.attacks.attack import eval_mode
 from metricattack.attacks.losses import NonTargetedMetricLoss
 from metricattack.attacks.steps import StepRule
 from metricattack.errors import InputError
+from metricattack.evaluation.distance import paired_distance
 from metricattack.models.reid import ReIDModel
 from metricattack.training.loop import standard_loss
 from metricattack.training.losses import ReIDLoss
 
-_SQRT_FLOOR = 1e-12  # keeps the gradient of sqrt finite where two embeddings coincide
 _SEED_RANGE = 2**62
+_SQRT_FLOOR = 1e-12  # keeps the gradient of sqrt finite where two embeddings coincide
 
 
-def paired_distance(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+def embedding_distance(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """d(f̂_i, ĝ_i) (B,): euclidean distance between row i of each (B,D) after L2 normalisation."""
-    difference = F.normalize(first, dim=1) - F.normalize(second, dim=1)
-    return difference.square().sum(dim=1).clamp(min=_SQRT_FLOOR).sqrt()
+    return paired_distance(first, second, "euclidean", normalize=True, floor=_SQRT_FLOOR)
 
 
 def triplet_margin(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float) -> torch.Tensor:
     """L_T(a,p,n;γ) = max(0, d(a,p) - d(a,n) + γ) per triplet (B,), on L2-normalised embeddings (B,D)."""
-    return F.relu(paired_distance(anchor, positive) - paired_distance(anchor, negative) + margin)
+    return F.relu(embedding_distance(anchor, positive) - embedding_distance(anchor, negative) + margin)
 
 
 def shift_objective(model: ReIDModel, clean_features: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metricattack.defenses.base import Defense, paired_distance, random_triplets, triplet_margin
+from metricattack.defenses.base import Defense, embedding_distance, random_triplets, triplet_margin
 from metricattack.evaluation.distance import pairwise_distance
 from metricattack.models.reid import ReIDModel
 from metricattack.training.losses import ReIDLoss
@@ -47,7 +47,7 @@ class HM(Defense):
 
         def toward_destination(images: torch.Tensor) -> torch.Tensor:  # (3B,): anchors, positives, negatives
             anchor, positive, negative = model(images).split(count)
-            hardness = paired_distance(anchor, positive) - paired_distance(anchor, negative)
+            hardness = embedding_distance(anchor, positive) - embedding_distance(anchor, negative)
             closeness = -(hardness - destination).square()
             return closeness.repeat(3)
 

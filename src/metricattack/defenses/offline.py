@@ -12,6 +12,7 @@ import torch
 
 from metricattack.attacks.attack import MetricAttack
 from metricattack.attacks.losses import NonTargetedMetricLoss
+from metricattack.data.images import to_8bit
 from metricattack.defenses.base import Defense
 from metricattack.models.reid import ReIDModel
 from metricattack.training.loop import standard_loss
@@ -52,7 +53,7 @@ class Offline(Defense):
             chunk = images[start : start + _CHUNK].to(device).float().div(255)
             own = device_labels[start : start + _CHUNK, None] == device_labels[None, :]  # (b,N)
             adversarial = attack.perturb(chunk, [references], own)
-            copies.append(adversarial.mul(255).round().to(torch.uint8).cpu())
+            copies.append(to_8bit(adversarial).cpu())
         return torch.cat([images, *copies]), torch.cat([labels, labels])
 
     def __call__(

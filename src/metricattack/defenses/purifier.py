@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from metricattack.defenses.base import Defense, paired_distance, shift_objective
+from metricattack.defenses.base import Defense, embedding_distance, shift_objective
 from metricattack.errors import InputError
 from metricattack.models.reid import ReIDModel
 from metricattack.training.losses import ReIDLoss
@@ -60,7 +60,7 @@ class Purifier(Defense):
         adversarial = self.perturb(model, inputs, shift_objective(model, target), generator)
         features = model(torch.cat([inputs, adversarial]))
         count = len(inputs)
-        clean = paired_distance(features[:count], target).mean()
-        attacked = paired_distance(features[count:], target).mean()
+        clean = embedding_distance(features[:count], target).mean()
+        attacked = embedding_distance(features[count:], target).mean()
         loss = self.beta * attacked + self.clean_weight * clean
         return loss, {"shift": float(attacked.detach()), "clean_shift": float(clean.detach())}

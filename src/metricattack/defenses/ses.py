@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metricattack.defenses.base import paired_distance
+from metricattack.defenses.base import embedding_distance
 from metricattack.defenses.est import EST
 from metricattack.models.reid import ReIDModel
 from metricattack.training.losses import ReIDLoss
@@ -34,5 +34,5 @@ class SES(EST):
         logits, features = model(torch.cat([inputs, adversarial]))
         count = len(inputs)
         clean, parts = criterion(logits[:count], features[:count], labels)
-        shift = paired_distance(features[count:], features[:count]).mean()
+        shift = embedding_distance(features[count:], features[:count]).mean()
         return self.clean_weight * clean + self.beta * shift, {**parts, "shift": float(shift.detach())}

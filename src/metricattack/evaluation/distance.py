@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from metricattack.errors import InputError
 
@@ -104,3 +105,19 @@ class BlockedDistances:
             low, high = max(start, index * self.block), min(stop, (index + 1) * self.block)
             out[low - start : high - start] = self._block(index)[low - index * self.block : high - index * self.block]
         return out
+
+
+def paired_distance(
+    first: torch.Tensor, second: torch.Tensor, metric: str = "euclidean", normalize: bool = False, floor: float = 0.0
+) -> torch.Tensor:
+    """Distances (N,) between row i of ``first`` (N,D) and row i of ``second`` (N,D) under ``pairwise_distance``'s
+    metrics, computed from the difference so that tiny shifts do not drown in float32 cancellation; euclidean is
+    sqrt(max(squared, floor)) (a floor > 0 keeps the gradient finite where two rows coincide)."""
+    if metric not in DISTANCE_METRICS:
+        raise InputError(f"unknown distance {metric!r} (expected one of {', '.join(DISTANCE_METRICS)})")
+    if normalize or metric == "cosine":
+        first, second = F.normalize(first, dim=1), F.normalize(second, dim=1)
+    if metric == "cosine":
+        return 1 - (first * second).sum(dim=1)
+    squared = (first - second).square().sum(dim=1)
+    return squared if metric == "sqeuclidean" else squared.clamp(min=floor).sqrt()

@@ -17,7 +17,6 @@ import math
 from collections.abc import Iterable
 
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from metricattack.errors import InputError
 
@@ -37,6 +36,8 @@ def perturbation_sizes(
     """The four perceptibility measures (see the module docstring) over (originals, adversarial) batches (N,C,H,W).
 
     Every value is None when there is no image."""
+    from torchmetrics.functional.image import structural_similarity_index_measure  # slow to import: only where used
+
     linf = l2 = ssim = squared_error = 0.0
     num_images = num_values = 0
     for originals, adversarial in pairs:

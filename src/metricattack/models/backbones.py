@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 
 
@@ -17,6 +16,8 @@ class ResNetTrunk(nn.Module):
 
     def __init__(self, name: str, last_stride: int = 1) -> None:
         super().__init__()
+        import torchvision  # imported where a trunk is built: it pulls in torch._dynamo, seconds --help need not pay
+
         net = getattr(torchvision.models, name)(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
@@ -37,6 +38,8 @@ class FeaturesTrunk(nn.Module):
 
     def __init__(self, name: str, final_relu: bool) -> None:
         super().__init__()
+        import torchvision
+
         net = getattr(torchvision.models, name)(weights=None)
         self.features = net.features
         self.final_relu = final_relu

@@ -15,8 +15,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from metricattack.atomic import atomic_write, atomic_write_text, read_document
-from metricattack.errors import InputError
+from metricattack.system.atomic import atomic_write, atomic_write_text, read_document
+from metricattack.errors import InputError, first_line
 from metricattack.models.reid import ModelSpec, ReIDModel
 
 FORMAT_VERSION = 1
@@ -65,8 +65,7 @@ def load_torch_file(path: str | Path) -> object:
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder (expected a checkpoint file)") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise InputError(f"{path}: not a readable torch checkpoint ({reason})") from None
+        raise InputError(f"{path}: not a readable torch checkpoint ({first_line(exc)})") from None
 
 
 def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
-from metricattack.atomic import read_document
+from metricattack.system.atomic import read_document
 from metricattack.errors import InputError
 from metricattack.models.backbones import ResNetTrunk
 from metricattack.models.checkpoints import load_state_strict

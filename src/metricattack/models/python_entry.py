@@ -14,7 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
-from metricattack.errors import InputError
+from metricattack.errors import InputError, first_line
 from metricattack.models.checkpoints import load_state_strict
 from metricattack.models.foreign import read_state_dict
 from metricattack.models.options import ModelOptions
@@ -32,8 +32,8 @@ def import_factory(target: str):
         sys.path.append(os.getcwd())  # the console script does not put the current directory on the path
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"--model python:{target}: cannot import {module_name} ({exc})") from None
+    except Exception as exc:  # the user's code: a missing module, a syntax error, or whatever its import runs raises
+        raise InputError(f"--model python:{target}: cannot import {module_name} ({first_line(exc, with_type=True)})") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise InputError(f"--model python:{target}: {module_name} has no callable {factory_name}")
@@ -43,7 +43,11 @@ def import_factory(target: str):
 def load_python_model(target: str, weights: str | Path | None, options: ModelOptions) -> WrappedModel:
     """The module built by the factory (with ``weights`` if given) behind our preprocessing."""
     arch = f"python:{target}"
-    network = import_factory(target)()
+    factory = import_factory(target)
+    try:
+        network = factory()
+    except Exception as exc:  # the user's code (e.g. it cannot fetch its weights): its first line is the reason
+        raise InputError(f"--model {arch}: the factory raised {first_line(exc, with_type=True)}") from None
     if not isinstance(network, nn.Module):
         raise InputError(f"--model {arch}: the factory returned a {type(network).__name__}, expected a torch.nn.Module")
     if weights is not None:

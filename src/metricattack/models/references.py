@@ -20,13 +20,16 @@ from pathlib import Path
 
 import yaml
 
-from metricattack.atomic import read_document
-from metricattack.errors import InputError
+from metricattack.system.atomic import read_document
+from metricattack.errors import InputError, first_line
 from metricattack.models import EXTERNAL_SOURCES, ModelOptions, bundled_checkpoint, load_model
 from metricattack.models.options import OPTION_KEYS
 
 MAPPING_KEYS = ("name", "model", "weights", "weights_format") + OPTION_KEYS
 TARGET_PARTS = {"torchreid": 1, "python": 2}  # colon-separated parts naming the model; a further part is WEIGHTS
+# where a model of an external source gets its weights when no weights file is given
+BUILT_WEIGHTS = {"torchreid": "random weights", "python": "weights as built by the factory", "torchscript": "weights in the file",
+                 "fastreid": "weights in the file"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,16 @@ class ModelReference:
         if prefix in ("torchscript", "fastreid"):
             return Path(target).stem
         return target.rpartition(":")[2] if prefix in EXTERNAL_SOURCES else self.model
+
+    @property
+    def weights_origin(self) -> str:
+        """Where the loaded model's weights come from, for messages: the weights file, a bundled model, the source, or random."""
+        if self.weights is not None:
+            return str(self.weights)
+        if self.model is None or bundled_checkpoint(self.model):
+            return f"bundled {self.model or 'default'}"
+        prefix, sep, _ = self.model.partition(":")
+        return BUILT_WEIGHTS.get(prefix, "random weights") if sep else "random weights"
 
     def load(self):
         """(model in eval mode, metadata)."""
@@ -113,7 +126,7 @@ def read_inline_mapping(text: str, where: str) -> Mapping:
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"{where}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{where}: not valid YAML ({first_line(exc)})") from None
     if not isinstance(values, Mapping):
         raise InputError(f"{where}: expected a mapping such as '{{model: torchreid:osnet_x1_0, input_size: [256, 128]}}'")
     return values

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
-from metricattack.errors import InputError
+from metricattack.errors import InputError, first_line, is_out_of_memory
 from metricattack.models.options import ModelOptions
 from metricattack.models.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
@@ -49,11 +49,6 @@ class WrappedModel(nn.Module):
         return self.network(self.preprocess(images))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
 def wrap_network(network: nn.Module, arch: str, options: ModelOptions, **defaults) -> WrappedModel:
     """Wrap ``network`` with the source's ``defaults`` overridden by the user's ``options``, then probe it.
 
@@ -72,9 +67,11 @@ def wrap_network(network: nn.Module, arch: str, options: ModelOptions, **default
             with torch.no_grad():
                 features = model(images)
         except Exception as exc:  # the network is foreign code: whatever it raises means it rejects the images
+            if is_out_of_memory(exc):  # ... unless the images are too large to fit (the CLI names the options to lower)
+                raise
             raise InputError(
                 f"model {arch} does not accept images of shape {shape} (after resizing to its --input-size "
-                f"and normalising): {_first_line(exc)}"
+                f"and normalising): {first_line(exc, with_type=True)}"
             ) from None
         if not isinstance(features, torch.Tensor) or features.dim() != 2 or features.shape[0] != batch:
             got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__

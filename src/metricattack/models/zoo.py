@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from metricattack.data.synthetic import cache_root
+from metricattack.system.cache import cache_root
 from metricattack.errors import InputError
 from metricattack.models import DEFAULT_CHECKPOINT
 from metricattack.models.checkpoints import load_checkpoint, read_metadata

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from metricattack.atomic import atomic_write_bytes, atomic_write_text
+from metricattack.system.atomic import atomic_write_bytes, atomic_write_text
 from metricattack.errors import InputError
-from metricattack.plans import HEADLINE, PAPER_SETTING, TRANSFER_SOURCE
+from metricattack.experiment.plans import HEADLINE, PAPER_SETTING, TRANSFER_SOURCE
+from metricattack.report.conditions import condition_cells, differing_conditions, unlike_warning
 from metricattack.report.html import STYLE, facts_table, table
-from metricattack.report.results import format_cell, read_results
+from metricattack.report.plots import new_figure
+from metricattack.experiment.results import format_cell, read_results
 from metricattack.report.sanity import CHECK_TITLES, MEANING, sanity_facts, sanity_rows, status, warnings
-from metricattack.robustness import series_of
+from metricattack.experiment.sanity import series_of
 
 SUMMARY_COLUMNS = (
     ("model", "model"), ("run", "run"), ("defense", "defense"), ("clean_mAP", "clean mAP"),
@@ -212,15 +212,29 @@ def _markdown(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def summary_table(models: list[ComparedModel], skip: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
-    """Headers and formatted rows of the summary, without the columns in ``skip``."""
+    """Headers and formatted rows of the summary, without the columns in ``skip``; when the runs were not measured
+    alike, a 'measured under' column after the model marks each row with its data set, subset, seed or pipeline."""
     rows, columns = summary_rows(models), [(c, title) for c, title in SUMMARY_COLUMNS if c not in skip]
-    return [title for _, title in columns], [[summary_cell(c, row[c]) for c, _ in columns] for row in rows]
+    headers, cells = [title for _, title in columns], [[summary_cell(c, row[c]) for c, _ in columns] for row in rows]
+    records = [m.record for m in models]
+    differing = differing_conditions(records)
+    if differing:
+        headers.insert(1, "measured under")
+        for row, conditions in zip(cells, condition_cells(records, differing)):
+            row.insert(1, conditions)
+    return headers, cells
+
+
+def comparison_warning(models: list[ComparedModel]) -> str | None:
+    """What the runs differ in (data set, subset, seed, pipeline), or None when they were measured alike."""
+    return unlike_warning([m.label for m in models], [m.record for m in models])
 
 
 def markdown_text(models: list[ComparedModel]) -> str:
     """The summary and the mAP of every setting as Markdown (metrics in percent)."""
-    return ("# metricattack compare\n\n## Summary\n\n" + _markdown(*summary_table(models))
-            + "\n## mAP (%) of every setting\n\n" + _markdown(*map_matrix(models)))  # fmt: skip
+    warning = comparison_warning(models)
+    return ("# metricattack compare\n\n## Summary\n\n" + (f"**Warning:** {warning}.\n\n" if warning else "")
+            + _markdown(*summary_table(models)) + "\n## mAP (%) of every setting\n\n" + _markdown(*map_matrix(models)))  # fmt: skip
 
 
 def curve_panels(models: list[ComparedModel]) -> dict[tuple, list[tuple[str, list[float], list[float]]]]:
@@ -244,7 +258,7 @@ def curves_png(models: list[ComparedModel]) -> bytes | None:
     colours = {m.label: f"C{i % 10}" for i, m in enumerate(models)}
     columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
-    figure = Figure(figsize=(4.2 * columns, 3.3 * rows), layout="constrained")
+    figure = new_figure(figsize=(4.2 * columns, 3.3 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).flatten()
     for axis, ((attack, norm, side, goal, restarts), lines) in zip(axes, panels.items()):
         for label, eps, values in lines:
@@ -258,6 +272,8 @@ def curves_png(models: list[ComparedModel]) -> bytes | None:
         axis.legend(fontsize=7)
     for axis in axes[len(panels):]:
         axis.axis("off")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -269,7 +285,7 @@ def sanity_html(models: list[ComparedModel]) -> str:
     names = list(CHECK_TITLES)
     by_model = [{c["name"]: c for c in (m.record.get("sanity") or {}).get("checks", [])} for m in models]
     rows = [[CHECK_TITLES[name], *(status(checks.get(name)) for checks in by_model)] for name in names]
-    parts = ["<h2>Sanity checks</h2>", table(["check", *(m.label for m in models)], rows, text_columns=1)]
+    parts = ["<h2>Sanity checks</h2>", table(["check", *(m.label for m in models)], rows, text_columns=1, sticky=[0])]
     for model in models:
         sanity = model.record.get("sanity")
         parts.append(f"<h3>{escape(model.label)}</h3>")
@@ -291,12 +307,15 @@ def training_html(models: list[ComparedModel]) -> str:
         rows.append([model.label, t["defense"], options, summary_cell("cost", t["cost"]), summary_cell("s", t["train_seconds"]),
                      summary_cell("epochs", t["epochs"]), t["train_command"] or "-"])  # fmt: skip
     headers = ["model", "defense", "options", "inner steps + 1", "training seconds", "epochs", "training command"]
-    return "<h2>Training</h2>" + table(headers, rows, text_columns=len(headers))
+    return "<h2>Training</h2>" + table(headers, rows, text_columns=len(headers), sticky=[0], wrap=[2, len(headers) - 1])
 
 
 def compare_html(models: list[ComparedModel], figure: bytes | None) -> str:
     """The whole page."""
     summary_headers, summary = summary_table(models, skip=("run",))  # the runs are listed above
+    wrap = [i for i, title in enumerate(summary_headers) if title in ("measured under", "sanity checks")]
+    warning = comparison_warning(models)
+    warning = f'<p class="warning">Warning: {escape(warning)}.</p>' if warning else ""
     matrix_headers, matrix = map_matrix(models)
     if figure is None:
         image = '<p class="note">No model was attacked at several eps, so there is no curve to plot.</p>'
@@ -316,9 +335,9 @@ def compare_html(models: list[ComparedModel], figure: bytes | None) -> str:
         "<h1>metricattack compare</h1>",
         f'<p class="note">{len(models)} models, compared {escape(time.strftime("%Y-%m-%d %H:%M:%S"))}</p>',
         "<h2>Runs</h2>", runs,
-        "<h2>Summary</h2>", note, table(summary_headers, summary, text_columns=2),
+        "<h2>Summary</h2>", warning, note, table(summary_headers, summary, summary_headers.index("defense") + 1, sticky=[0], wrap=wrap),
         "<h2>mAP against eps</h2>", image,
-        "<h2>mAP of every setting</h2>", table(matrix_headers, matrix, text_columns=2),
+        "<h2>mAP of every setting</h2>", table(matrix_headers, matrix, text_columns=2, sticky=[0, 1]),
         training_html(models), sanity_html(models),
     ])  # fmt: skip
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>metricattack compare</title>'
@@ -327,7 +346,11 @@ def compare_html(models: list[ComparedModel], figure: bytes | None) -> str:
 
 def write_compare(run_dirs: list[str | Path], out_dir: str | Path) -> Path:
     """Write ``compare.html``, ``compare.md``, ``compare.csv`` (and ``curves.png``) into ``out_dir``; return the page."""
-    models = load_runs(run_dirs)
+    return write_models(load_runs(run_dirs), out_dir)
+
+
+def write_models(models: list[ComparedModel], out_dir: str | Path) -> Path:
+    """``write_compare`` for runs already loaded by ``load_runs``."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir}: is a file (expected a folder for the comparison)")

@@ -7,13 +7,16 @@ beside it, referenced by relative path.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from metricattack.atomic import atomic_write_text
+from metricattack.system.atomic import atomic_write_text
 from metricattack.report.plots import AMPLIFY, plot_curves, plot_pairs, plot_ranking
-from metricattack.report.results import RESULT_COLUMNS, clean_rows, format_cell, read_results, table_rows
+from metricattack.experiment.results import (
+    DISTINGUISHING_COLUMNS, RESULT_COLUMNS, clean_rows, distinguishing_columns, format_cell, read_results, table_rows,
+)
 from metricattack.report.sanity import MEANING, sanity_facts, sanity_rows, warnings
 from metricattack.report.summary import curves, eps_at_half, relative_auc
 from metricattack.report.threats import threat_sections
@@ -33,11 +36,16 @@ h1 { font-size: 1.6em; margin-bottom: .2em; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 h3 { font-size: 1.05em; margin: 1.5em 0 .3em; font-family: ui-monospace, monospace; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-size: .8em; margin: .5em 0; }
-th, td { border: 1px solid #ddd; padding: .2em .45em; text-align: right; white-space: nowrap; }
+table { border-collapse: separate; border-spacing: 0; border: solid #ddd; border-width: 1px 0 0 1px; font-size: .8em; margin: .5em 0; }
+th, td { border: solid #ddd; border-width: 0 1px 1px 0; padding: .2em .45em; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; }
+thead th { white-space: normal; vertical-align: bottom; }
 td.text, th.text { text-align: left; }
-td.wrap { white-space: normal; word-break: break-all; font-family: ui-monospace, monospace; }
+td.wrap { white-space: normal; overflow-wrap: break-word; font-family: ui-monospace, monospace; }
+.sticky { position: sticky; z-index: 1; font-family: ui-monospace, monospace; }
+td.sticky { background: #fff; }
+thead th.sticky { white-space: nowrap; }
+@media (max-width: 800px) { .sticky { position: static; } }
 tbody tr:nth-child(even) td { background: #fafafa; }
 tbody tr.clean td { background: #eef7ee; font-weight: 600; }
 img { max-width: 100%; height: auto; }
@@ -50,19 +58,40 @@ tr.pass td, tr.fail td, tr.skipped td { white-space: normal; }
 """
 
 
-def table(headers: list[str], rows: list[list[str]], text_columns: int = 0, row_attributes: list[dict] | None = None) -> str:
+def table(
+    headers: list[str], rows: list[list[str]], text_columns: int = 0, row_attributes: list[dict] | None = None,
+    sticky: Iterable[int] = (), wrap: Iterable[int] = (),
+) -> str:
     """An HTML table; the first ``text_columns`` columns are left-aligned; ``row_attributes``: per row, HTML
-    attributes of its <tr>. Everything is escaped here."""
+    attributes of its <tr>; the ``sticky`` columns (what a row is) stay in view while the table scrolls sideways;
+    the ``wrap`` columns' cells wrap. Everything is escaped here."""
+    offsets = sticky_offsets(headers, rows, sticky)
+    wrap = set(wrap)
+
+    def cell(i: int, value: str, tag: str) -> str:
+        classes = " ".join(["text"] * (i < text_columns) + ["sticky"] * (i in offsets) + ["wrap"] * (i in wrap and tag == "td"))
+        opening = tag + (f' class="{classes}"' if classes else "") + (f' style="left: {offsets[i]}"' if i in offsets else "")
+        text = escape(str(value)) if tag == "td" else escape(str(value)).replace("-", "\u2011")  # titles wrap at spaces only
+        return f"<{opening}>{text}</{tag}>"
 
     def cells(values: list[str], tag: str) -> str:
-        left = ' class="text"'
-        return "".join(f"<{tag}{left if i < text_columns else ''}>{escape(str(v))}</{tag}>" for i, v in enumerate(values))
+        return "".join(cell(i, v, tag) for i, v in enumerate(values))
 
     def attributes(values: dict) -> str:
         return "".join(f' {name}="{escape(str(value))}"' for name, value in values.items())
 
     body = "".join(f"<tr{attributes(a)}>{cells(r, 'td')}</tr>" for r, a in zip(rows, row_attributes or [{}] * len(rows)))
     return f'<div class="scroll"><table><thead><tr>{cells(headers, "th")}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def sticky_offsets(headers: list[str], rows: list[list[str]], columns: Iterable[int]) -> dict[int, str]:
+    """The CSS ``left`` of each sticky column: the width of the sticky columns before it. Sticky cells are set in a
+    monospace font, so a column is as wide as its longest text in ``ch``, plus its padding (.45em a side) and border."""
+    offsets, chars = {}, 0
+    for count, column in enumerate(sorted(set(columns))):
+        offsets[column] = f"calc({chars}ch + {0.9 * count:g}em + {count}px)"
+        chars += max(len(str(values[column])) for values in [headers, *rows])
+    return offsets
 
 
 def facts_table(facts: list[tuple[str, str]]) -> str:
@@ -137,7 +166,16 @@ def results_section(record: dict) -> str:
         "255 (mean per image), PSNR over all attacked pixels, SSIM (mean per image; 1: identical).</p>"
     )
     headers = [HEADERS.get(column, column) for column in RESULT_COLUMNS]
-    return "<h2>Clean vs attacked</h2>" + note + table(headers, cells, text_columns=1, row_attributes=attributes)
+    table_html = table(headers, cells, text_columns=1, row_attributes=attributes, sticky=map(RESULT_COLUMNS.index, identity_columns(rows)))
+    return "<h2>Clean vs attacked</h2>" + note + table_html
+
+
+def identity_columns(rows: list[dict]) -> list[str]:
+    """The columns that say what a row of the results table is: attack, eps, side, goal, and whichever of the model,
+    pipeline and the setting's other fields tell apart rows that agree on those."""
+    shown = ("attack", "eps", "side", "goal")
+    candidates = tuple(c for c in ("target", "pipeline", *DISTINGUISHING_COLUMNS) if c in RESULT_COLUMNS and c not in shown)
+    return [*shown, *distinguishing_columns(rows, shown, candidates)]
 
 
 def curves_section(record: dict, run_dir: Path) -> str:

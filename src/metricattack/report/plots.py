@@ -9,22 +9,33 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from PIL import Image, UnidentifiedImageError
 
-from metricattack.atomic import atomic_write
+from metricattack.system.atomic import atomic_write
 from metricattack.errors import InputError
 from metricattack.report.summary import curves
 
 MATCH, MISMATCH, TARGET = "#1a9641", "#d7191c", "#2c7bb6"
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 AMPLIFY = 10  # the perturbation is shown as 0.5 + AMPLIFY * (adversarial - original), clipped to [0, 1]
+
+
+def new_figure(**options) -> Figure:
+    """A matplotlib ``Figure`` (matplotlib is imported here, where figures are made, so the CLI starts fast)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
 
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
     """Render a figure to PNG atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
 
@@ -32,7 +43,7 @@ def save_figure(figure: Figure, path: str | Path) -> Path:
 def plot_curves(record: dict, path: str | Path) -> Path:
     """mAP and rank-1 (%) against eps: a line per curve measured at several eps (starting from the clean
     value at eps 0), a lone marker per setting measured at one eps, the clean value of each model dashed."""
-    figure = Figure(figsize=(11, 4))
+    figure = new_figure(figsize=(11, 4))
     found = curves(record)
     rows = [*record["clean"].values(), *record["results"]]
     top = {metric: max((row[metric] for row in rows), default=1.0) for metric in ("mAP", "rank1")}  # y axis: 0 to 1.1 x top
@@ -77,6 +88,8 @@ def show(axis, image: np.ndarray, border: str | None, label: str) -> None:
         spine.set_visible(False)
     if border is not None:
         height, width = image.shape[:2]
+        from matplotlib.patches import Rectangle
+
         axis.add_patch(Rectangle((0, 0), width - 1, height - 1, fill=False, edgecolor=border, linewidth=4))
     axis.set_title(label, fontsize=7)
 
@@ -97,7 +110,7 @@ def gallery_label(rank: int, entry: dict) -> str:
 def plot_ranking(ranking: dict, run_dir: Path, path: str | Path, title: str) -> Path:
     """The query, then its top-10 gallery before (first row) and after (second row) the attack."""
     columns = 1 + max(len(ranking["clean_top"]), len(ranking["attacked_top"]), 1)
-    figure = Figure(figsize=(0.95 * columns, 4.4))
+    figure = new_figure(figsize=(0.95 * columns, 4.4))
     axes = figure.subplots(2, columns, squeeze=False)
     rows = (("clean_top", "image", "before"), ("attacked_top", "attacked_image", "after"))
     for row, (list_key, query_key, when) in enumerate(rows):
@@ -122,7 +135,7 @@ def plot_pairs(pairs: list[dict], run_dir: Path, path: str | Path) -> Path:
     0.5 + 10 x (adversarial - original), clipped to [0, 1] (grey: unchanged)."""
     if not pairs:
         raise InputError("plot_pairs: no adversarial pairs to show")
-    figure = Figure(figsize=(2.7 * len(pairs), 2.4))
+    figure = new_figure(figsize=(2.7 * len(pairs), 2.4))
     for panel, pair in zip(np.atleast_1d(figure.subfigures(1, len(pairs))), pairs):
         original = load_rgb(run_dir, pair["original"])
         adversarial = load_rgb(run_dir, pair["adversarial"])

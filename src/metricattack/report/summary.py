@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from metricattack.report.results import clean_of, several_pipelines
+from metricattack.experiment.results import clean_of, several_pipelines
 
 CURVE_FIELDS = ("attack", "norm", "side", "goal", "source", "target", "pipeline", "series")
 BUDGET_ATTACKS = ("blackbox",)  # rows whose ``steps`` is a query budget: curves against queries (report/threats.py)

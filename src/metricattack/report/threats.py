@@ -8,10 +8,8 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
-from metricattack.report.plots import save_figure
+from metricattack.report.plots import new_figure, save_figure
 from metricattack.report.summary import BUDGET_ATTACKS
 
 
@@ -38,8 +36,10 @@ def _matrix(rows: list[dict]) -> tuple[list[str], list[str], dict[tuple[str, str
 def plot_transfer(record: dict, path: str | Path) -> Path:
     """One heatmap per setting: sources (rows) x evaluated models (columns), mAP under attack as a share of the
     model's clean mAP; white-box cells hatched with a black frame, black-box (transfer) cells plain."""
+    from matplotlib.patches import Rectangle  # matplotlib is imported where figures are made
+
     groups = transfer_groups(record)
-    figure = Figure(figsize=(5.6 * len(groups), 0.6 * max(len(_matrix(r)[0]) for r in groups.values()) + 2.4))
+    figure = new_figure(figsize=(5.6 * len(groups), 0.6 * max(len(_matrix(r)[0]) for r in groups.values()) + 2.4))
     axes = np.atleast_1d(figure.subplots(1, len(groups), gridspec_kw={"wspace": 0.75}))
     for axis, ((attack, norm, eps, side, goal), rows) in zip(axes, groups.items()):
         sources, targets, value = _matrix(rows)
@@ -82,7 +82,7 @@ def transfer_summary(record: dict) -> list[list[str]]:
 
 def plot_budgets(record: dict, path: str | Path) -> Path:
     """mAP and rank-1 (%) against queries per image for each black-box curve, from the clean value at 0 queries."""
-    figure = Figure(figsize=(10, 3.6))
+    figure = new_figure(figsize=(10, 3.6))
     curves: dict[tuple, list[dict]] = defaultdict(list)
     for row in record["results"]:
         if row["attack"] in BUDGET_ATTACKS:

@@ -9,10 +9,10 @@ from typing import Protocol
 import torch
 from tqdm.auto import tqdm
 
-from metricattack.atomic import atomic_write
+from metricattack.system.atomic import atomic_write
 from metricattack.data.base import Sample
 from metricattack.errors import InputError
-from metricattack.features import read_images
+from metricattack.data.images import read_images
 from metricattack.models.checkpoints import (
     checkpoint_paths,
     load_safetensors,

@@ -8,13 +8,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from metricattack.atomic import atomic_write
+from metricattack.system.atomic import atomic_write
 from metricattack.data.base import ReIDData
 from metricattack.models.checkpoints import load_checkpoint, save_checkpoint
 from metricattack.models.reid import ReIDModel, build_model
 from metricattack.models.zoo import SHIPPED_DIR, load_zoo_model, zoo_available, zoo_checkpoint, zoo_entry
-from metricattack.retrieval import evaluate_model
-from metricattack.runtime import seed_everything
+from metricattack.models.retrieval import evaluate_model
+from metricattack.system.runtime import seed_everything
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
 
 TRAINING_DIR = "training"  # inside the model's cache folder: per-epoch checkpoints, so training resumes

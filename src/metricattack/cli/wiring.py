@@ -1,0 +1,61 @@
+"""What ``run`` and ``attack`` share: the models the options name, the campaign on the options' data, the summary."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from metricattack.data.subset import subset_query_identities
+from metricattack.evaluation.pipeline import pipelines_from_options
+from metricattack.experiment.campaign import Campaign
+from metricattack.experiment.inputs import load_data, main_reference
+from metricattack.experiment.results import text_table
+from metricattack.experiment.setting import NamedModel
+from metricattack.models import bundled_checkpoint, read_metadata
+from metricattack.models.checkpoints import checkpoint_paths
+from metricattack.report.html import build_report
+from metricattack.system import distributed
+from metricattack.system.runtime import choose_device, seed_everything
+
+
+def start_processes(args: argparse.Namespace) -> torch.device:
+    """The device of this process; under torchrun, join the group and take this rank's GPU (once per command)."""
+    return distributed.start(choose_device(args.device))
+
+
+def build_campaign(args: argparse.Namespace, device: torch.device, sources: list[NamedModel], targets: list[NamedModel]) -> Campaign:
+    """A campaign on the data the options name."""
+    seed_everything(args.seed)
+    pipelines = pipelines_from_options(args.flip, args.query_expansion, args.rerank, args.pipelines)  # checked before reading data
+    data = load_data(args.dataset, args.data_root, not args.no_progress)
+    if getattr(args, "subset", None) is not None:
+        data = subset_query_identities(data, args.subset, args.seed)
+    return Campaign(data, sources, targets, device, batch_size=args.batch_size, seed=args.seed,
+                    quantize_images=not args.no_quantize, average_precision=args.ap,
+                    image_size=args.image_size, workers=args.workers, progress=not args.no_progress,
+                    pipelines=pipelines, chunk_size=args.chunk_size, amp=args.amp, channels_last=args.channels_last)
+
+
+def main_model(args: argparse.Namespace) -> NamedModel:
+    """The model named by --model / --weights (the bundled one when neither is given)."""
+    reference = main_reference(args)
+    return NamedModel(reference.display_name, reference.load()[0])
+
+
+def main_metadata(args: argparse.Namespace) -> dict:
+    """The checkpoint metadata of the model --model / --weights name (empty for foreign or random weights)."""
+    if args.weights is None:
+        bundled = bundled_checkpoint(args.model or "default")
+        return read_metadata(bundled) if bundled else {}
+    return read_metadata(args.weights) if checkpoint_paths(args.weights)[1].is_file() else {}
+
+
+def finish_run(record: dict, out_dir: Path) -> None:
+    """Print the table and where the files are; build the report."""
+    if not distributed.is_main():
+        return
+    print(text_table(record), end="")
+    print(f"results in {out_dir}/results.json, results.csv, results.md")
+    print(f"report: {build_report(out_dir)}")

@@ -1,0 +1,165 @@
+"""A step-rule attack over a campaign's images: the attacked side(s), chunk by chunk, stored and resumable.
+
+Each chunk is attacked in batches with its own random generator (so random starts do not depend on
+which chunks ran before), stored whole once finished, and shared among processes under torchrun.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.auto import tqdm
+
+from metricattack.attacks.attack import MetricAttack
+from metricattack.attacks.losses import NonTargetedMetricLoss, TargetedMetricLoss
+from metricattack.attacks.margin import RankingMarginLoss
+from metricattack.data.images import to_8bit
+from metricattack.experiment.chunks import COUNTERS, AttackedSide, FolderChunks, MemoryChunks
+from metricattack.experiment.goals import GOAL_RANK, goal_tests, ranking_thresholds
+from metricattack.experiment.outcome import AttackOutcome
+from metricattack.experiment.side_images import SideImages, has_match
+from metricattack.experiment.targets import assign_targets
+from metricattack.system import distributed
+from metricattack.system.signals import deferred_signals
+
+if TYPE_CHECKING:
+    from metricattack.experiment.campaign import Campaign
+    from metricattack.experiment.setting import AttackSetting, NamedModel
+
+
+def rule_stops(attack: MetricAttack) -> bool:
+    """Whether the attack's step rule stops iterating images that reached their goal."""
+    return getattr(attack.step_rule, "early_stop", False)
+
+
+def chunk_seed(seed: int, number: int) -> int:
+    """The seed of a setting's chunk ``number``: ``seed`` itself for chunk 0, spread apart for the others."""
+    return (seed ^ (number * 0x9E3779B97F4A7C15)) % 2**63
+
+
+def setting_losses(setting: AttackSetting, sources: list[NamedModel], thresholds: list[torch.Tensor] | None = None) -> list:
+    """The setting's objective, one loss per source model; ``thresholds`` (one (R,) per source): the margin's
+    fixed per-reference thresholds when the references rank the attacked images (gallery side)."""
+    losses = []
+    for number, named in enumerate(sources):
+        spec = named.model.spec
+        if setting.attack_loss == "margin":  # ranks as the model is evaluated: its own distance
+            fixed = None if thresholds is None else thresholds[number]
+            losses.append(RankingMarginLoss(spec.metric, spec.normalize, GOAL_RANK, fixed))
+        elif setting.goal == "targeted":  # only the nearest target image decides success: pull toward it
+            losses.append(TargetedMetricLoss(setting.attack_distance, spec.normalize, push_weight=0.0, pull="nearest"))
+        else:
+            losses.append(NonTargetedMetricLoss(setting.attack_distance, spec.normalize))
+    return losses
+
+
+def attack_with_step_rule(campaign: Campaign, setting: AttackSetting, sources: list[NamedModel], folder: Path | None) -> AttackOutcome:
+    """The adversarial images of a step-rule setting: the attacked side(s) chunk by chunk (stored in ``folder`` if given)."""
+    rule = setting.step_rule()
+    models = [s.model for s in sources]
+    attack = MetricAttack(models, setting_losses(setting, sources), rule)
+    empty = torch.zeros(0, dtype=torch.long)
+    query = AttackedSide("query", empty, empty)
+    gallery = AttackedSide("gallery", empty, empty)
+    if setting.side in ("query", "both"):
+        query = attack_side(campaign, attack, sources, setting, campaign.query, campaign.gallery, 0, folder)
+    if setting.side in ("gallery", "both"):
+        # Both sides: the gallery moves away from the attacked queries, not from their clean features, which
+        # they have already left (pushing both sides from clean references moves an identity's pair together).
+        references = [campaign.clean_features(named)[0] for named in sources]
+        if setting.side == "both" and len(query):
+            references = [attacked_queries(campaign, named, query) for named in sources]
+        if setting.attack_loss == "margin":  # each query's k-th nearest impostor in the gallery, from these references
+            thresholds = [ranking_thresholds(queries, campaign.clean_features(named)[1], named.model.spec, campaign.query,
+                                             campaign.gallery, GOAL_RANK, impostors_only=True)
+                          for queries, named in zip(references, sources)]  # fmt: skip
+            attack = MetricAttack(models, setting_losses(setting, sources, thresholds), rule)
+        gallery = attack_side(campaign, attack, sources, setting, campaign.gallery, campaign.query, 1, folder, references, first_chunk=len(query.ranges()))
+    counters = {key: query.counters[key] + gallery.counters[key] for key in COUNTERS}
+    return AttackOutcome(setting, query, gallery, seconds=counters["seconds"], num_steps=getattr(rule, "steps", 1),
+                         gradient_passes=counters["gradient_passes"], forward_passes=counters["forward_passes"])  # fmt: skip
+
+
+def attacked_queries(campaign: Campaign, named: NamedModel, query: AttackedSide) -> torch.Tensor:
+    """A model's clean query features (Q,D) with the attacked queries' features in their rows."""
+    features = campaign.clean_features(named)[0].clone()
+    for indices, images in query.chunks():
+        features[indices.to(campaign.device)] = campaign.features(named.model, images)
+    return features
+
+
+def attack_side(
+    campaign: Campaign,
+    attack: MetricAttack,
+    sources: list[NamedModel],
+    setting: AttackSetting,
+    side: SideImages,
+    reference: SideImages,
+    reference_slot: int,  # which of (query, gallery) clean features the references are: the other side
+    folder: Path | None,
+    references: list[torch.Tensor] | None = None,  # per source, default: its clean features of the reference side
+    first_chunk: int = 0,  # the setting's number of this side's first chunk (seeds its random starts)
+) -> AttackedSide:
+    """Attack, chunk by chunk, the images of ``side`` whose identity appears on the reference side."""
+    reference_pids, reference_camids = reference.pids.to(campaign.device), reference.camids.to(campaign.device)
+    present = has_match(side.pids, reference.pids)
+    targets = torch.full_like(side.pids, -1)
+    if setting.goal == "targeted":
+        target_of = assign_targets(side.pids[present], reference.pids, generator=torch.Generator().manual_seed(campaign.seed), fixed=setting.target_pid)
+        for pid, target in target_of.items():
+            targets[side.pids == pid] = target
+        present &= targets >= 0
+    indices = present.nonzero().flatten()
+    name = "query" if reference_slot == 0 else "gallery"
+    store = MemoryChunks() if folder is None else FolderChunks(folder)
+    attacked = AttackedSide(name, indices, targets[indices], store, campaign.chunk_size)
+    references = references or [campaign.clean_features(named)[1 - reference_slot] for named in sources]
+    goal_of = goal_tests(campaign, setting, sources, side, reference, reference_slot, targets) if rule_stops(attack) else None
+
+    def attack_chunk(number: int):
+        start, stop = attacked.ranges()[number]
+        with deferred_signals():  # a Ctrl-C or SIGTERM takes effect once this chunk is stored
+            started, passes = time.perf_counter(), (attack.gradient_passes, attack.forward_passes)
+            # The chunk's own generator: random starts do not depend on which chunks ran before (resume, torchrun).
+            generator = torch.Generator(device=campaign.device).manual_seed(chunk_seed(campaign.seed, first_chunk + number))
+            chunk = indices[start:stop]
+            images = side.read(chunk)
+            adversarial = torch.empty(images.shape, dtype=torch.uint8 if campaign.quantize_images else torch.float32)
+            for offset in range(0, len(chunk), campaign.batch_size):
+                batch = chunk[offset : offset + campaign.batch_size]
+                clean = images[offset : offset + len(batch)].to(campaign.device).float().div(255)
+                own_mask = side.pids[batch].to(campaign.device)[:, None] == reference_pids[None, :]
+                target_mask = impostor_mask = None
+                if setting.goal == "targeted":
+                    target_mask = targets[batch].to(campaign.device)[:, None] == reference_pids[None, :]
+                if setting.attack_loss == "margin":  # only the pairs the ranking counts: no junk, no same-camera match
+                    impostor_mask = ~own_mask & (reference_pids[None, :] != -1)
+                    own_mask = own_mask & (side.camids[batch].to(campaign.device)[:, None] != reference_camids[None, :])
+                goal = None if goal_of is None else goal_of(batch)
+                adv = attack.perturb(clean, references, own_mask, target_mask, generator, goal, impostor_mask)
+                adversarial[offset : offset + len(batch)] = to_8bit(adv) if campaign.quantize_images else adv
+            counters = {
+                "gradient_passes": attack.gradient_passes - passes[0],
+                "forward_passes": attack.forward_passes - passes[1],
+                "seconds": time.perf_counter() - started,
+            }
+            store.save(attacked.chunk_name(number), adversarial.cpu(), counters)
+        return None if isinstance(store, FolderChunks) else (adversarial.cpu(), counters)  # a folder is shared on disk
+
+    chunks = range(len(attacked.ranges()))
+    label = f"{setting.key} ({name})"
+    stored = {number for number in chunks if store.load_counters(attacked.chunk_name(number)) is not None}
+    shared = distributed.share(tqdm(chunks, desc=label, disable=not campaign.progress, leave=False), attack_chunk, stored.__contains__)
+    for number, payload in shared.items():  # other processes' chunks, when they are not on a shared disk
+        if payload is not None and not distributed.mine(number):
+            store.save(attacked.chunk_name(number), *payload)
+    distributed.barrier()  # every process's chunks are stored before anyone reads them
+    for number in chunks:
+        counters = store.load_counters(attacked.chunk_name(number))
+        if counters is None:
+            raise RuntimeError(f"chunk {attacked.chunk_name(number)} of {setting.key} is missing after the attack")
+        attacked.counters = {key: attacked.counters[key] + counters.get(key, 0) for key in COUNTERS}
+    return attacked
