@@ -54,3 +54,12 @@ def test_the_default_plan_prints_the_stored_columns():
     stored = (ROOT / "docs" / "default-run.txt").read_text().splitlines()
     assert text_table(record).splitlines()[0].split() == stored[0].split()
     assert [line.split()[:5] for line in body(text_table(record))] == [line.split()[:5] for line in stored[2:]]
+
+
+def test_the_objective_tells_two_otherwise_equal_apgd_rows_apart():
+    from metricattack.experiment.setting import AttackSetting
+
+    settings = [AttackSetting("apgd", 4.0, steps=100), AttackSetting("apgd", 4.0, steps=100, attack_loss="margin")]
+    table = text_table(record_of(settings, "default"))
+    assert table.splitlines()[0].split()[:5] == ["attack", "eps", "side", "goal", "loss"]
+    assert sorted(line.split()[4] for line in body(table)) == ["margin", "paper"]

@@ -16,13 +16,13 @@ RESULT_COLUMNS = (
     "num_attacked", "seconds",
     "clean_match_rank_mean", "match_rank_mean", "clean_match_rank_median", "match_rank_median",
     "top10_overlap", "rank1_changed", "perturbation_linf", "perturbation_l2", "psnr", "ssim",
-    "attack_distance", "schedule", "gradient_passes", "target_success_rank10", "target_rank_before", "target_rank_after",
+    "attack_distance", "schedule", "attack_loss", "gradient_passes", "target_success_rank10", "target_rank_before", "target_rank_after",
 )  # fmt: skip
 PERCENT_COLUMNS = ("mAP", "rank1", "rank5", "rank10", "mINP", "target_success_rank1", "target_success_rank5",
                    "target_success_rank10", "top10_overlap", "rank1_changed")  # fmt: skip
 DECIMALS = {"clean_match_rank_mean": 1, "match_rank_mean": 1, "perturbation_linf": 2, "perturbation_l2": 1,
             "psnr": 1, "ssim": 3, "target_rank_before": 1, "target_rank_after": 1}  # fixed decimals of the tables (the files keep full precision)  # fmt: skip
-DISTINGUISHING_COLUMNS = ("norm", "steps", "step_size", "restarts", "target_pid", "attack_distance", "schedule", "series",
+DISTINGUISHING_COLUMNS = ("norm", "steps", "step_size", "restarts", "target_pid", "attack_distance", "schedule", "attack_loss", "series",
                           "source")  # what else tells two settings apart, in the order the printed table shows it  # fmt: skip
 
 
@@ -116,7 +116,7 @@ def text_table(record: dict) -> str:
     columns = ("attack", "eps", "side", "goal", *extra, "target", *pipeline,
                "mAP", "rank1", "rank5", "mINP", "target_success_rank1", "match_rank_mean", "top10_overlap", "ssim", "seconds")
     titles = {"target_success_rank1": "tgt@1", "target": "model", "match_rank_mean": "match@", "top10_overlap": "top10",
-              "step_size": "step", "target_pid": "tgt pid", "attack_distance": "distance"}
+              "step_size": "step", "target_pid": "tgt pid", "attack_distance": "distance", "attack_loss": "loss"}
     cells = [[titles.get(c, c) for c in columns]]
     cells += [[format_cell(c, row.get(c)) for c in columns] for row in clean_rows(record) + record["results"]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
