@@ -1,8 +1,9 @@
-"""How long `metricattack run --plan robust` takes on the default data: passes counted, cost per pass measured.
+"""How long `metricattack run --plan robust-pgd` takes on the default data: passes counted, cost per pass measured.
 
     python benchmarks/bench_robust_plan.py [--batches 4] [--subset N]
 
-Counts, for every job of the robust plan (and its sanity checks), the images it attacks on the
+Counts, for every job of the PGD plan (the robust plan before `auto`; `auto`'s passes depend on how soon each
+image reaches its goal, so it is measured by running it) and its sanity checks, the images it attacks on the
 default synthetic data and the forward+input-gradient and forward-only passes it makes (steps x
 restarts gradient passes and one best-iterate forward per restart for PGD, one evaluation forward
 per attacked image, the clean features of the model and of the transfer source). Then measures,
@@ -28,7 +29,7 @@ from metricattack.attacks.losses import NonTargetedMetricLoss
 from metricattack.data.subset import subset_query_identities
 from metricattack.experiment.inputs import load_data
 from metricattack.models import load_model
-from metricattack.experiment.plans import ROBUST_PLAN, Job
+from metricattack.experiment.plans import ROBUST_PGD_PLAN, Job
 from metricattack.experiment.sanity import GRADIENT_IMAGES, LARGE_EPS
 
 
@@ -41,10 +42,10 @@ def attacked_counts(campaign: Campaign) -> dict[str, int]:
 
 
 def plan_passes(campaign: Campaign) -> tuple[int, int]:
-    """(gradient passes, forward passes) of every image the robust plan and its sanity checks process."""
+    """(gradient passes, forward passes) of every image the PGD plan and its sanity checks process."""
     counts = attacked_counts(campaign)
     grads = forwards = 0
-    jobs = [item if isinstance(item, Job) else Job(item) for item in ROBUST_PLAN.settings]
+    jobs = [item if isinstance(item, Job) else Job(item) for item in ROBUST_PGD_PLAN.settings]
     for job in jobs:
         rule = job.setting.step_rule()
         images = counts[job.setting.side]

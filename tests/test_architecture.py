@@ -82,7 +82,7 @@ def test_the_attack_registry_is_filled_explicitly_and_complete():
     from metricattack.attacks.steps import STEP_RULES
     from metricattack.experiment.registry import ATTACKS, attack_kind
 
-    assert set(ATTACKS) == set(STEP_RULES) | {"uap", "blackbox"}
+    assert set(ATTACKS) == set(STEP_RULES) | {"auto", "uap", "blackbox"}
     with pytest.raises(Exception, match="unknown attack 'deepfool'.*fgsm.*uap.*blackbox"):
         attack_kind("deepfool")
 

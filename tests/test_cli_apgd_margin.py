@@ -29,7 +29,7 @@ def test_help_lists_apgd_and_the_objectives(capsys):
     with pytest.raises(SystemExit):
         main(["attack", "--help"])
     printed = " ".join(capsys.readouterr().out.split())
-    assert "one of fgsm, ifgsm, mifgsm, pgd, apgd, uap, blackbox" in printed and "paper or margin" in printed
+    assert "one of fgsm, ifgsm, mifgsm, pgd, apgd, auto, uap, blackbox" in printed and "paper or margin" in printed
 
 
 def test_attack_with_apgd_and_the_margin_objective(data_args, weights, tmp_path):
@@ -79,3 +79,17 @@ def test_a_config_setting_with_an_unknown_objective_names_its_entry(data_args, w
     config.write_text("settings:\n  - {attack: apgd, eps: 4, attack_loss: dlr}\n")
     assert main(["run", *data_args, "--weights", weights, "--config", str(config), "--out", str(tmp_path / "r")]) == 2
     assert "settings[1]: --attack-loss: unknown objective 'dlr'" in capsys.readouterr().err
+
+
+def test_attack_with_auto_records_each_stages_passes_and_the_robustness_score(data_args, weights, tmp_path):
+    out = tmp_path / "auto"
+    args = ["attack", *data_args, "--weights", weights, "--attack", "auto", "--eps", "6", "--steps", "3", "--side", "both",
+            "--out", str(out), "--examples", "0"]  # fmt: skip
+    assert main(args) == 0
+    record = json.loads((out / "results.json").read_text())
+    row = record["results"][0]
+    assert row["attack"] == "auto" and row["steps"] == 3 and row["mAP"] < record["clean"][row["target"]]["mAP"]
+    assert list(row["stages"]) == ["apgd-paper", "apgd-margin", "apgd-targeted", "square"]
+    assert row["gradient_passes"] == sum(stage["gradient_passes"] for stage in row["stages"].values())
+    score = record["robustness"][row["target"]]
+    assert score["cells"] == [[6, "both"]] and score["score"] == row["mAP"] / record["clean"][row["target"]]["mAP"]

@@ -12,7 +12,8 @@ from metricattack.experiment.setting import AttackSetting, NamedModel
 from metricattack.attacks.steps import PGD, default_iterations
 from metricattack.errors import InputError
 from metricattack.models import build_model
-from metricattack.experiment.plans import HEADLINE, PLANS, ROBUST_PLAN, Job, get_plan, resolve_sources, same_weights
+from metricattack.experiment.auto import AUTO_STEPS
+from metricattack.experiment.plans import HEADLINE, PLANS, ROBUST_PGD_PLAN, ROBUST_PLAN, Job, get_plan, resolve_sources, same_weights
 from metricattack.cli.config import settings_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +23,8 @@ def jobs(plan) -> list[Job]:
     return [item if isinstance(item, Job) else Job(item) for item in plan.settings]
 
 
-def test_robust_plan_pgd_is_50_steps_of_eps_over_4_with_5_restarts_keeping_the_best():
-    white_pgd = [j.setting for j in jobs(ROBUST_PLAN) if j.setting.attack == "pgd" and j.source is None and j.series is None]
+def test_robust_pgd_plan_is_50_steps_of_eps_over_4_with_5_restarts_keeping_the_best():
+    white_pgd = [j.setting for j in jobs(ROBUST_PGD_PLAN) if j.setting.attack == "pgd" and j.source is None and j.series is None]
     assert {(s.eps, s.side) for s in white_pgd if s.goal == "untargeted"} == {
         (eps, side) for eps in (2, 4, 8, 16) for side in ("gallery", "query", "both")}  # fmt: skip
     assert [(s.eps, s.side) for s in white_pgd if s.goal == "targeted"] == [(8, "query")]
@@ -31,27 +32,39 @@ def test_robust_plan_pgd_is_50_steps_of_eps_over_4_with_5_restarts_keeping_the_b
         rule = setting.step_rule()
         assert isinstance(rule, PGD) and rule.steps == 50 and rule.restarts == 5 and rule.keep_best and rule.random_start
         assert rule.step_size == pytest.approx(rule.eps / 4) and rule.eps == pytest.approx(setting.eps / 255)
-    assert HEADLINE in white_pgd and ROBUST_PLAN.sanity_checks and not PLANS["default"].sanity_checks
+    assert ROBUST_PGD_PLAN.headline in white_pgd and ROBUST_PGD_PLAN.sanity_checks and not PLANS["default"].sanity_checks
 
 
-def test_robust_plan_has_the_paper_schedule_transfer_and_convergence():
-    plan = jobs(ROBUST_PLAN)
-    ifgsm = [j.setting for j in plan if j.setting.attack == "ifgsm"]
-    assert [s.eps for s in ifgsm] == [2, 4, 5, 8, 16]
-    assert all(s.step_rule().steps == default_iterations(s.eps) and s.step_rule().step_size == 1 / 255 for s in ifgsm)
-    transfer = [j for j in plan if j.source is not None]
-    assert {j.source for j in transfer} == {"default"} and [j.setting.eps for j in transfer] == [4, 8, 16]
-    assert all(j.setting.steps == 50 and j.key == j.setting.key + "-from-default" for j in transfer)
-    convergence = [j.setting for j in plan if j.series == "convergence"]
+def test_robust_plan_attacks_with_auto_at_every_eps_and_side():
+    white = [j.setting for j in jobs(ROBUST_PLAN) if j.setting.attack == "auto" and j.source is None and j.series is None]
+    assert {(s.eps, s.side) for s in white} == {(eps, side) for eps in (2, 4, 8, 16) for side in ("gallery", "query", "both")}
+    assert all(s.goal == "untargeted" and s.steps is None for s in white)
+    targeted = [j.setting for j in jobs(ROBUST_PLAN) if j.setting.goal == "targeted"]
+    assert [(s.attack, s.eps, s.side) for s in targeted] == [("apgd", 8, "query")]
+    assert ROBUST_PLAN.headline == HEADLINE and HEADLINE in white and ROBUST_PLAN.sanity_checks
+
+
+def test_robust_plans_have_the_paper_schedule_transfer_and_convergence():
+    for plan, attack in ((jobs(ROBUST_PLAN), "auto"), (jobs(ROBUST_PGD_PLAN), "pgd")):
+        ifgsm = [j.setting for j in plan if j.setting.attack == "ifgsm"]
+        assert [s.eps for s in ifgsm] == [2, 4, 5, 8, 16]
+        assert all(s.step_rule().steps == default_iterations(s.eps) and s.step_rule().step_size == 1 / 255 for s in ifgsm)
+        transfer = [j for j in plan if j.source is not None]
+        assert {j.source for j in transfer} == {"default"} and [j.setting.eps for j in transfer] == [4, 8, 16]
+        assert all(j.setting.attack == attack and j.key == j.setting.key + "-from-default" for j in transfer)
+        keys = [j.key for j in plan]
+        assert len(keys) == len(set(keys))  # resumable: every job has its own key
+    convergence = [j.setting for j in jobs(ROBUST_PGD_PLAN) if j.series == "convergence"]
     assert sorted(s.steps for s in convergence) == [10, 100] and all(s.eps == 8 and s.restarts == 5 for s in convergence)
-    keys = [j.key for j in plan]
-    assert len(keys) == len(set(keys))  # resumable: every job has its own key
+    convergence = [j.setting for j in jobs(ROBUST_PLAN) if j.series == "convergence"]
+    assert convergence == [AttackSetting("auto", 8, steps=2 * AUTO_STEPS)]  # the headline with twice its budget
 
 
-def test_the_yaml_plan_is_the_robust_plan():
-    config = yaml.safe_load((ROOT / "docs" / "robust-plan.yaml").read_text())
+@pytest.mark.parametrize(("file", "plan"), [("robust-plan.yaml", ROBUST_PLAN), ("robust-pgd-plan.yaml", ROBUST_PGD_PLAN)])
+def test_the_yaml_plans_are_the_robust_plans(file, plan):
+    config = yaml.safe_load((ROOT / "docs" / file).read_text())
     assert config["sanity_checks"] is True
-    assert jobs(ROBUST_PLAN) == [item if isinstance(item, Job) else Job(item) for item in settings_from_config(config["settings"])]
+    assert jobs(plan) == [item if isinstance(item, Job) else Job(item) for item in settings_from_config(config["settings"])]
 
 
 def test_settings_from_config_reads_source_and_series_and_rejects_unknown_keys():

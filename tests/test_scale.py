@@ -20,6 +20,7 @@ from metricattack.attacks.attack import MetricAttack
 from metricattack.experiment.setting import AttackSetting, NamedModel
 from metricattack.experiment.campaign import Campaign
 from metricattack.experiment.chunks import FolderChunks
+from metricattack.experiment import step_attack
 from metricattack.cli import main
 from metricattack.data.images import read_images
 from metricattack.system.signals import HELD_MESSAGE, Terminated, deferred_signals
@@ -131,6 +132,35 @@ def test_a_stored_setting_is_reused_chunk_by_chunk(tiny_data, tiny_model, tmp_pa
     assert sum(calls) == sum(stop - start for start, stop in fresh.gallery.ranges()[len(chunks) // 2 :])
     assert torch.equal(resumed.gallery_images, fresh.gallery_images)
     assert_same_rows(resumed_rows, fresh_rows)  # pass counts too: stored with each chunk
+
+
+def test_a_stop_inside_a_chunk_resumes_from_its_last_saved_batch(tiny_data, tiny_model, tmp_path, monkeypatch):
+    """An interrupted chunk keeps its finished batches with its generator's state: the resumed run attacks only the
+    rest and makes the images (and pass counts) of an uninterrupted run."""
+    named = NamedModel("tiny", tiny_model)
+    campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=8)
+    setting = AttackSetting("pgd", 4.0, "gallery", steps=2, restarts=2)  # random starts: the generator must go on where it was
+    fresh, fresh_rows = campaign.run(setting, folder=tmp_path / "fresh")
+    monkeypatch.setattr(step_attack, "PARTIAL_SECONDS", 0.0)  # keep the finished batches after every batch
+    calls, perturb = [], MetricAttack.perturb
+
+    def stopping(self, images, *args, **kwargs):
+        calls.append(len(images))
+        if len(calls) == 7:  # the third batch of the second chunk (four batches of 2 per chunk)
+            raise KeyboardInterrupt
+        return perturb(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(MetricAttack, "perturb", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        campaign.run(setting, folder=tmp_path / "stopped")
+    assert len(list((tmp_path / "stopped").glob("*.partial.safetensors"))) == 1
+    calls.clear()
+    monkeypatch.setattr(MetricAttack, "perturb", lambda self, images, *a, **k: calls.append(len(images)) or perturb(self, images, *a, **k))
+    resumed, resumed_rows = campaign.run(setting, folder=tmp_path / "stopped")
+    assert sum(calls) == len(fresh.gallery) - 8 - 4  # the first chunk stored, two batches of the second kept
+    assert torch.equal(resumed.gallery_images, fresh.gallery_images)
+    assert_same_rows(resumed_rows, fresh_rows)
+    assert not list((tmp_path / "stopped").glob("*.partial.safetensors"))
 
 
 def test_a_damaged_chunk_file_is_attacked_again(tiny_data, tiny_model, tmp_path):
@@ -254,8 +284,10 @@ def test_torchrun_attack_without_an_out_folder_shares_its_chunks_in_memory(data_
     assert single.returncode == 0 and shared.returncode == 0, shared.stderr[-3000:]
 
     def table(stdout: str) -> list[list[str]]:  # the printed rows without the seconds column
-        rows = [line.split() for line in stdout.splitlines() if line.strip() and not line.startswith("no files written")]
+        rows = [line.split() for line in stdout.splitlines() if line.strip() and not line.startswith(("no files written", "robustness score"))]
         seconds = rows[0].index("seconds")
         return [row[:seconds] + row[seconds + 1 :] for row in rows]
 
     assert len(table(single.stdout)) == 3 and table(shared.stdout) == table(single.stdout)
+    scores = [[line for line in run.stdout.splitlines() if line.startswith("robustness score")] for run in (single, shared)]
+    assert len(scores[0]) == 1 and scores[0] == scores[1]

@@ -1,9 +1,14 @@
-"""fast-reid Baseline checkpoints (``fastreid:FILE``): the layout is built here, with a reference forward
-written from fast-reid's source (fastreid/modeling/backbones/resnet.py, heads/embedding_head.py,
-layers/pooling.py): maxpool without padding and ceil_mode, last stride 1, GeM pooling with learned p,
-1x1-conv embedding and BN neck, the bottleneck output returned in eval mode."""
+"""fast-reid Baseline checkpoints (``fastreid:FILE``) through the re-implementation used when fast-reid is
+not installed (hidden here when it is): the layout is built here, with a reference forward written from
+fast-reid's source (fastreid/modeling/backbones/resnet.py, heads/embedding_head.py, layers/pooling.py):
+maxpool without padding and ceil_mode, last stride 1, GeM pooling with learned p, 1x1-conv embedding and
+BN neck, the bottleneck output returned in eval mode. Where fast-reid is installed, the same checkpoint
+loaded through fast-reid itself must give the same features (tests/models/test_fastreid_native.py
+covers the rest of that path)."""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 import torch
@@ -12,7 +17,16 @@ import torchvision
 import yaml
 
 from metricattack.errors import InputError
-from metricattack.models import load_model
+from metricattack.models import ModelOptions, load_model
+from metricattack.models.fastreid_native import import_fastreid, load_fastreid_native
+
+FASTREID = import_fastreid()  # the fastreid package, or None; taken before the fixture below hides it
+
+
+@pytest.fixture(autouse=True)
+def without_fastreid(monkeypatch):
+    """Hide an installed fast-reid, so ``fastreid:FILE`` takes the re-implementation."""
+    monkeypatch.setitem(sys.modules, "fastreid", None)
 
 PIXEL_MEAN = [0.45 * 255, 0.5 * 255, 0.55 * 255]
 PIXEL_STD = [0.2 * 255, 0.25 * 255, 0.3 * 255]
@@ -64,7 +78,8 @@ def reference_features(trunk, head, images):
 CONFIG = {
     "MODEL": {
         "META_ARCHITECTURE": "Baseline",
-        "BACKBONE": {"NAME": "build_resnet_backbone", "DEPTH": "18x", "LAST_STRIDE": 1, "NORM": "BN", "WITH_IBN": False},
+        "BACKBONE": {"NAME": "build_resnet_backbone", "DEPTH": "18x", "LAST_STRIDE": 1, "NORM": "BN", "WITH_IBN": False,
+                     "FEAT_DIM": 512},  # only fast-reid itself reads FEAT_DIM
         "HEADS": {"NAME": "EmbeddingHead", "POOL_LAYER": "GeneralizedMeanPoolingP", "EMBEDDING_DIM": 16, "WITH_BNNECK": True},
         "PIXEL_MEAN": PIXEL_MEAN,
         "PIXEL_STD": PIXEL_STD,
@@ -93,6 +108,19 @@ def test_fastreid_baseline_gives_fastreids_features(tmp_path):
     images = torch.rand(3, 3, 64, 32, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         torch.testing.assert_close(model(images), reference_features(trunk, head, images), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(FASTREID is None, reason="fast-reid is not installed")
+def test_fastreid_itself_gives_the_same_features(tmp_path):
+    """The re-implementation and fast-reid's own model agree on the same checkpoint."""
+    trunk, head = fastreid_trunk(), head_state()
+    path = write_checkpoint(tmp_path, trunk, head)
+    images = torch.rand(3, 3, 64, 32, generator=torch.Generator().manual_seed(5))
+    native = load_fastreid_native(FASTREID, path, ModelOptions())
+    reimplemented, _ = load_model(f"fastreid:{path}")
+    assert native.spec == reimplemented.spec
+    with torch.no_grad():
+        torch.testing.assert_close(native(images), reimplemented(images), rtol=1e-5, atol=1e-5)
 
 
 def test_torchvision_maxpool_would_differ(tmp_path):

@@ -21,6 +21,8 @@ from metricattack.models.features import extract_features
 from metricattack.experiment.inputs import model_from_reference
 from metricattack.models import load_model
 
+from .perturbed_norms import perturb_norms
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     torchreid = pytest.importorskip("torchreid")
@@ -33,16 +35,7 @@ def torchreid_checkpoint(name, folder, num_classes=7, seed=0):
     """A torchreid model with perturbed weights and norm statistics, saved by torchreid; returns (model, path)."""
     torch.manual_seed(seed)
     model = torchreid.models.build_model(name, num_classes=num_classes, loss="softmax", pretrained=False, use_gpu=False)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, (torch.nn.modules.batchnorm._NormBase)):
-                if module.running_mean is not None:
-                    module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)
-                    module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
-                if module.weight is not None:
-                    module.weight.copy_(torch.rand(module.weight.shape, generator=generator) + 0.5)
-                    module.bias.copy_(torch.randn(module.bias.shape, generator=generator) * 0.1)
+    perturb_norms(model, seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     state = {"state_dict": model.state_dict(), "epoch": 60, "rank1": 0.5, "optimizer": optimizer.state_dict()}
     torchreid.utils.save_checkpoint(state, str(folder))

@@ -12,7 +12,7 @@ import pytest
 from metricattack.cli import main
 from metricattack.data.subset import subset_name
 from metricattack.errors import InputError
-from metricattack.experiment.plans import HEADLINE, PAPER_SETTING
+from metricattack.experiment.plans import HEADLINE, PAPER_SETTING, PGD_HEADLINE
 from metricattack.report.compare import (
     comparison_warning,
     csv_text,
@@ -54,14 +54,14 @@ SANITY = {"model": "robust", "chance_mAP": 0.02, "passed": 5, "run": 6, "failed"
 @pytest.fixture
 def runs(tmp_path) -> list[Path]:
     plain = write_record(tmp_path / "plain", "default", 0.8, [
-        result("pgd-linf-eps4-gallery-untargeted-steps50-alpha1-restarts5", 0.05, 4, "default", "default"),
-        result(HEADLINE_KEY, 0.01, 8, "default", "default"),
+        result("auto-linf-eps4-gallery-untargeted", 0.05, 4, "default", "default", attack="auto"),
+        result(HEADLINE_KEY, 0.01, 8, "default", "default", attack="auto"),
         result(PAPER_KEY, 0.02, 5, "default", "default", attack="ifgsm")],
         training={"default": training_summary({"train_seconds": 100, "train_config": {"epochs": 10}})})  # fmt: skip
     robust = write_record(tmp_path / "robust", "robust", 0.6, [
-        result("pgd-linf-eps4-gallery-untargeted-steps50-alpha1-restarts5", 0.45, 4, "robust", "robust"),
-        result(HEADLINE_KEY, 0.3, 8, "robust", "robust"),
-        result(HEADLINE_KEY + "-from-default", 0.5, 8, "default", "robust"),
+        result("auto-linf-eps4-gallery-untargeted", 0.45, 4, "robust", "robust", attack="auto"),
+        result(HEADLINE_KEY, 0.3, 8, "robust", "robust", attack="auto"),
+        result(HEADLINE_KEY + "-from-default", 0.5, 8, "default", "robust", attack="auto"),
         result(PAPER_KEY, 0.42, 5, "robust", "robust", attack="ifgsm")],
         training={"robust": training_summary({"train_seconds": 1600, "train_config": {"epochs": 20},
                                               "defense": {"name": "est", "eps": 8, "steps": 3}})},
@@ -112,8 +112,21 @@ def test_markdown_and_duplicate_names(runs, tmp_path):
     models = load_runs([*runs, twin])
     assert [m.label for m in models] == ["default", "robust (robust)", "robust (again)"]
     text = markdown_text(models)
-    assert "| est | 60.0 | 65.0 | 30.0 | 0.50 | 42.0 | 0.70 | 50.0 | 4 | 8.00 | 5/6 (failed: transfer) |" in text
-    assert "| robust (again) | " in text and "| none | 50.0 | 55.0 | - | - | - | - | - | 1 | - | - |" in text
+    # score: the mean over the cells (4, 8, 5 on the gallery) of worst / clean mAP = (0.45 + 0.3 + 0.42) / 0.6 / 3
+    assert "| est | 60.0 | 65.0 | 0.650 | 30.0 | 0.50 | 42.0 | 0.70 | 50.0 | 4 | 8.00 | 5/6 (failed: transfer) |" in text
+    assert "| robust (again) | " in text and "| none | 50.0 | 55.0 | - | - | - | - | - | - | 1 | - | - |" in text
+
+
+def test_the_headline_is_the_recorded_one_else_a_plans_and_the_score_the_recorded_one(tmp_path):
+    pgd_key = PGD_HEADLINE.key
+    rows = [result(pgd_key, 0.2, 8, "m", "m"), result(HEADLINE_KEY, 0.1, 8, "m", "m", attack="auto")]
+    old = write_record(tmp_path / "old", "m", 0.8, rows[:1])  # a run of the PGD plan, before runs named their headline
+    named = write_record(tmp_path / "named", "m", 0.8, rows, headline=pgd_key, robustness={"m": {"score": 0.123}})
+    unnamed = write_record(tmp_path / "unnamed", "m", 0.8, rows)
+    old_row, named_row, unnamed_row = summary_rows(load_runs([old, named, unnamed]))
+    assert (old_row["headline"], old_row["robust_mAP"], old_row["score"]) == ("pgd", 0.2, pytest.approx(0.25))
+    assert (named_row["headline"], named_row["robust_mAP"], named_row["score"]) == ("pgd", 0.2, 0.123)
+    assert (unnamed_row["headline"], unnamed_row["robust_mAP"], unnamed_row["score"]) == ("auto", 0.1, pytest.approx(0.125))
 
 
 def test_compare_page_holds_everything_and_no_script(runs, tmp_path):

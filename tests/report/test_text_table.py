@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from metricattack.experiment.plans import DEFAULT_PLAN, ROBUST_PLAN, Job
+import pytest
+
+from metricattack.experiment.auto import AUTO_STEPS
+from metricattack.experiment.plans import DEFAULT_PLAN, ROBUST_PGD_PLAN, ROBUST_PLAN, Job
 from metricattack.experiment.results import distinguishing_columns, text_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,16 +31,20 @@ def body(table: str) -> list[str]:
     return table.splitlines()[1 + 1:]  # after the header and the clean row
 
 
-def test_every_robust_plan_setting_prints_a_line_of_its_own():
-    record = record_of(list(ROBUST_PLAN.settings), "default-robust")
+@pytest.mark.parametrize(("plan", "headline", "steps"), [
+    (ROBUST_PLAN, "auto", sorted([[str(AUTO_STEPS), "default"], [str(AUTO_STEPS), "default-robust"],
+                                  [str(2 * AUTO_STEPS), "default-robust"]])),
+    (ROBUST_PGD_PLAN, "pgd", [["10", "default-robust"], ["100", "default-robust"], ["50", "default"], ["50", "default-robust"]]),
+])  # fmt: skip
+def test_every_robust_plan_setting_prints_a_line_of_its_own(plan, headline, steps):
+    record = record_of(list(plan.settings), "default-robust", steps_of=lambda setting: setting.steps or AUTO_STEPS)
     table = text_table(record)
     lines = body(table)
-    assert len(lines) == len(ROBUST_PLAN.settings) == len(set(lines))
+    assert len(lines) == len(plan.settings) == len(set(lines))
     header = table.splitlines()[0].split()
     assert header[:7] == ["attack", "eps", "side", "goal", "steps", "source", "model"]
-    headline = [line.split()[:7] for line in lines if line.split()[:4] == ["pgd", "8", "gallery", "untargeted"]]
-    assert sorted(cells[4:6] for cells in headline) == [["10", "default-robust"], ["100", "default-robust"],
-                                                        ["50", "default"], ["50", "default-robust"]]  # fmt: skip
+    found = [line.split()[:7] for line in lines if line.split()[:4] == [headline, "8", "gallery", "untargeted"]]
+    assert sorted(cells[4:6] for cells in found) == steps
 
 
 def test_only_the_columns_that_separate_rows_are_added():

@@ -48,6 +48,10 @@ class MetricAttack:
     def __repr__(self) -> str:
         return f"MetricAttack(models={len(self.models)}, losses={self.losses!r}, step_rule={self.step_rule!r})"
 
+    def counters(self) -> dict[str, int]:
+        """The passes so far."""
+        return {"gradient_passes": self.gradient_passes, "forward_passes": self.forward_passes}
+
     def perturb(
         self,
         images: torch.Tensor,  # (B,3,H,W) in [0,1]

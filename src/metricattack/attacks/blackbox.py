@@ -23,6 +23,7 @@ run with budget b is the first b queries of a run with a larger budget.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -96,16 +97,28 @@ class SquareRankAttack:
 
     def run(self, images: torch.Tensor, true_pids: torch.Tensor, oracle, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Adversarial images (B,3,H,W) and the queries each one used (B,); ``oracle`` maps images to top-k pids."""
+        return self.search(images, lambda candidates, rows: rank_score(oracle(candidates), true_pids[rows]), generator)
+
+    def search(
+        self,
+        images: torch.Tensor,  # (B,3,H,W) in [0,1]
+        score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        generator: torch.Generator,
+        done: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The random search on any rank-based ``score(candidates, rows)`` (A,) to minimise, ``rows`` (A,) the
+        candidates' images in the batch; an image stops once its score is 0 or ``done(scores)`` (B,) says so.
+        Returns the adversarial images and the score evaluations (queries) each one used (B,)."""
         used = torch.zeros(len(images), dtype=torch.long)
         if self.budget == 0 or len(images) == 0:
             return images.clone(), used
         batch, channels, height, width = images.shape
         stripes = self.eps * (2 * torch.randint(0, 2, (batch, channels, 1, width), generator=generator) - 1)
         best = (images + stripes.to(images)).clamp(0, 1)
-        scores = rank_score(oracle(best), true_pids)
+        scores = score(best, torch.arange(batch)).cpu().double()
         used += 1
         for iteration in range(1, self.budget):
-            active = (scores > 0).nonzero().flatten()
+            active = ((scores > 0) & (True if done is None else ~done(scores))).nonzero().flatten()
             if len(active) == 0:
                 break
             side = square_side(iteration, height, width, self.p_init)
@@ -117,7 +130,7 @@ class SquareRankAttack:
                 window = (slice(None), slice(top, top + side), slice(left, left + side))
                 original = images[active[row]][window]
                 candidates[row][window] = (original + signs[row].to(images)[:, None, None]).clamp(0, 1)
-            candidate_scores = rank_score(oracle(candidates), true_pids[active])
+            candidate_scores = score(candidates, active).cpu().double()
             used[active] += 1
             keep = candidate_scores <= scores[active]
             best[active[keep]] = candidates[keep]

@@ -17,9 +17,10 @@ from metricattack.cli.options import (
     add_pipeline,
     add_precision,
 )
-from metricattack.cli.wiring import build_campaign, main_model, start_processes
+from metricattack.cli.wiring import build_campaign, main_model, refuse_white_box_problems, start_processes
 from metricattack.experiment.inputs import model_from_reference, unique_names
 from metricattack.experiment.results import text_table, transfer_matrix
+from metricattack.experiment.robustness_score import score_lines
 from metricattack.experiment.setting import AttackSetting
 from metricattack.experiment.sweep import check_out_dir, run_sweep
 from metricattack.system import distributed
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     setting = setting_of(args)
     sources = unique_names([model_from_reference(r) for r in args.source_model]) or [main_model(args)]
     targets = unique_names(sources + [model_from_reference(r) for r in args.target_model])
+    refuse_white_box_problems([setting], sources)
     out_dir = Path(args.out) if args.out else None
     device = start_processes(args)  # under torchrun every process attacks its share; the first one writes
     if out_dir is not None and distributed.is_main():
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.save_images:
         print(f"wrote adversarial images under {args.save_images}")
-    print(text_table(record), end="")
+    print(text_table(record) + score_lines(record), end="")
     if len(targets) > 1:
         print(transfer_matrix(record), end="")
     if out_dir is not None:

@@ -22,7 +22,7 @@ from metricattack.experiment.setting import ATTACK_LOSSES, GOALS, SIDES
 from metricattack.models import FORMAT_NAMES, model_names
 from metricattack.models.precision import AMP_DTYPES
 
-MODEL_FORMS = "default, default-robust, a checkpoint, ARCH:PATH, torchreid:NAME, python:PACKAGE.MODULE:FACTORY, torchscript:FILE, fastreid:FILE, zoo:NAME"
+MODEL_FORMS = "default, default-robust, a checkpoint, ARCH:PATH, torchreid:NAME, timm:NAME, python:PACKAGE.MODULE:FACTORY, torchscript:FILE, fastreid:FILE, onnx:FILE, zoo:NAME"
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -73,8 +73,8 @@ def add_model(parser: argparse.ArgumentParser, trainable: bool = False) -> None:
         parser.add_argument("--model", default="compact", help=f"architecture ({', '.join(model_names())})")
         parser.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"), help="model input size (default per model)")
         return
-    parser.add_argument("--model", help=f"architecture ({', '.join(model_names())}), torchreid:NAME, python:PACKAGE.MODULE:FACTORY, "
-                        "torchscript:FILE or fastreid:FILE; default: the bundled model")
+    parser.add_argument("--model", help=f"architecture ({', '.join(model_names())}), torchreid:NAME, timm:NAME, python:PACKAGE.MODULE:FACTORY, "
+                        "torchscript:FILE, fastreid:FILE or onnx:FILE; default: the bundled model")
     parser.add_argument("--weights", help="checkpoint: ours (.safetensors + .json) or torchreid / paper code (.pth)")
     parser.add_argument("--weights-format", default="auto", choices=FORMAT_NAMES, help="foreign checkpoint layout")
     parser.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"), help="the model's input size (default: the model's own)")
@@ -119,7 +119,7 @@ def add_attack_setting(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attack", default="ifgsm", help=f"one of {', '.join(ATTACKS)}")
     parser.add_argument("--eps", type=finite_float, default=5.0, help="perturbation size in pixels out of 255 (default 5)")
     parser.add_argument("--steps", type=nonneg_int, help="iterations, or the query budget of blackbox (default: the paper's "
-                        "min(eps+4, 1.25 eps); pgd 10; apgd 100)")
+                        "min(eps+4, 1.25 eps); pgd 10; apgd 100; auto 25 per stage)")
     parser.add_argument("--step-size", type=finite_float, help="step size in pixels out of 255 (default 1; apgd sets its own)")
     parser.add_argument("--norm", default="linf", help="linf or l2")
     parser.add_argument("--side", default="gallery", help=f"one of {', '.join(SIDES)}")

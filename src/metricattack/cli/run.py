@@ -20,7 +20,7 @@ from metricattack.cli.options import (
     add_precision,
     add_resume,
 )
-from metricattack.cli.wiring import build_campaign, finish_run, main_metadata, main_model, start_processes
+from metricattack.cli.wiring import build_campaign, finish_run, main_metadata, main_model, refuse_white_box_problems, start_processes
 from metricattack.experiment.inputs import model_from_reference, unique_names
 from metricattack.experiment.plans import HEADLINE, PLANS, get_plan, resolve_sources, source_groups
 from metricattack.experiment.results import write_results
@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if distributed.is_main():
         check_out_dir(out_dir, args.resume)
     settings, sources, dropped = resolve_sources(settings, victim, model_from_reference)
+    refuse_white_box_problems(settings, zoo or [victim], sources)
     if dropped and distributed.is_main():
         print(f"skipped {len(dropped)} transfer settings: their source is the model under test")
     campaign = build_campaign(args, device, [victim], targets)
@@ -79,11 +80,14 @@ def run(args: argparse.Namespace) -> int:
     record = run_sweep(campaign, settings, out_dir, args.command, resume=args.resume, save_images=args.save_images,
                        examples=args.examples, models=sources, extra=training,
                        source_groups=source_groups(zoo) if zoo else None)
+    headline = (plan.headline or HEADLINE).key
+    if any(row["key"] == headline for row in record["results"]):
+        record["headline"] = headline  # the plan's main number, for compare
     if args.sanity_checks or plan.sanity_checks:  # on the model as deployed: precision, flip averaging
-        record["sanity"] = sanity_checks(campaign, record, campaign.sources[0], HEADLINE.key)
-        if distributed.is_main():
-            write_results(out_dir, record)
-            for check in record["sanity"]["checks"]:
-                print(f"sanity check {check['name']}: {status(check)}: {check['summary']}")
+        record["sanity"] = sanity_checks(campaign, record, campaign.sources[0], headline)
+    if distributed.is_main():
+        write_results(out_dir, record)
+        for check in record.get("sanity", {}).get("checks", []):
+            print(f"sanity check {check['name']}: {status(check)}: {check['summary']}")
     finish_run(record, out_dir)
     return 0

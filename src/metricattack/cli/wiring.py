@@ -8,13 +8,18 @@ from pathlib import Path
 import torch
 
 from metricattack.data.subset import subset_query_identities
+from metricattack.errors import InputError
 from metricattack.evaluation.pipeline import pipelines_from_options
 from metricattack.experiment.campaign import Campaign
 from metricattack.experiment.inputs import load_data, main_reference
+from metricattack.experiment.plans import Job
+from metricattack.experiment.registry import attack_kind
 from metricattack.experiment.results import text_table
-from metricattack.experiment.setting import NamedModel
+from metricattack.experiment.robustness_score import score_lines
+from metricattack.experiment.setting import AttackSetting, NamedModel
 from metricattack.models import bundled_checkpoint, read_metadata
 from metricattack.models.checkpoints import checkpoint_paths
+from metricattack.models.onnx import white_box_problem
 from metricattack.report.html import build_report
 from metricattack.system import distributed
 from metricattack.system.runtime import choose_device, seed_everything
@@ -23,6 +28,19 @@ from metricattack.system.runtime import choose_device, seed_everything
 def start_processes(args: argparse.Namespace) -> torch.device:
     """The device of this process; under torchrun, join the group and take this rank's GPU (once per command)."""
     return distributed.start(choose_device(args.device))
+
+
+def refuse_white_box_problems(settings: list[AttackSetting | Job], sources: list[NamedModel],
+                              models: dict[str, NamedModel] | None = None) -> None:
+    """Before any work, the one-line InputError of a source model that a white-box setting needs gradients of but
+    that has none (an ONNX graph onnx2torch cannot convert); ``models`` holds a Job's source (reference -> model)."""
+    for item in settings:
+        setting, source = (item.setting, item.source) if isinstance(item, Job) else (item, None)
+        if not attack_kind(setting.attack).white_box:
+            continue
+        for named in [models[source]] if source is not None and source in (models or {}) else sources:
+            if (problem := white_box_problem(named.model)) is not None:
+                raise InputError(problem)
 
 
 def build_campaign(args: argparse.Namespace, device: torch.device, sources: list[NamedModel], targets: list[NamedModel]) -> Campaign:
@@ -57,5 +75,6 @@ def finish_run(record: dict, out_dir: Path) -> None:
     if not distributed.is_main():
         return
     print(text_table(record), end="")
+    print(score_lines(record), end="")
     print(f"results in {out_dir}/results.json, results.csv, results.md")
     print(f"report: {build_report(out_dir)}")

@@ -25,6 +25,8 @@ class BlackBoxAttack:
     """``--attack blackbox``: every query image (of an identity in the gallery) is attacked through a ranking-only
     view of the one source model (``--steps``: queries per image, default 1000); query side, non-targeted only."""
 
+    white_box = False  # it only reads rankings: any model that gives features will do
+
     def validate(self, setting: AttackSetting) -> None:
         """Raise InputError for options the black-box attack does not take."""
         if setting.side != "query" or setting.goal != "untargeted":

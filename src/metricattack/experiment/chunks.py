@@ -3,7 +3,9 @@ from its last finished chunk.
 
 A chunk is a run of consecutive attacked images of one side (``chunk_size`` of them). Each is stored whole
 or not at all (an atomic write), as 8-bit images when the campaign rounds them (else float32), with the
-attack's pass counts and seconds for that chunk in its metadata.
+attack's pass counts and seconds for that chunk in its metadata. Inside a chunk, the finished batches are saved
+now and then with the state of the chunk's random generator, so a stopped run resumes from its last saved batch
+and makes the images it would have made without the stop.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from metricattack.data.images import as_fraction
 from metricattack.system.atomic import atomic_write
 
 COUNTERS = ("gradient_passes", "forward_passes", "seconds")
+PARTIAL = ".partial"  # a chunk's finished batches, kept when a run stops inside the chunk
+STAGE_PREFIX = "stage/"  # counters of an ensemble's stages: stage/NAME/COUNTER
 
 
 class MemoryChunks:
@@ -42,6 +46,15 @@ class MemoryChunks:
         """The counters of a stored chunk, or None."""
         stored = self._chunks.get(name)
         return None if stored is None else stored[1]
+
+    def save_partial(self, name: str, images: torch.Tensor, counters: dict, generator_state: torch.Tensor, batch_size: int) -> None:
+        """Nothing: a run in memory does not resume."""
+
+    def load_partial(self, name: str, batch_size: int) -> None:
+        """None: a run in memory does not resume."""
+
+    def discard_partial(self, name: str) -> None:
+        """Nothing to discard."""
 
     def discard(self) -> None:
         """Forget every chunk."""
@@ -86,6 +99,31 @@ class FolderChunks:
     def discard(self) -> None:
         """Delete the folder (the setting's results are written)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def save_partial(self, name: str, images: torch.Tensor, counters: dict, generator_state: torch.Tensor, batch_size: int) -> None:
+        """Store the first finished batches of chunk ``name`` with the state of its random generator after them."""
+        metadata = {"counters": json.dumps(counters), "batch_size": str(batch_size)}
+        tensors = {"images": images.contiguous(), "generator": generator_state.cpu().contiguous()}
+        atomic_write(self._path(name + PARTIAL), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+    def load_partial(self, name: str, batch_size: int) -> tuple[torch.Tensor, dict, torch.Tensor] | None:
+        """(images, counters, generator state) of chunk ``name``'s finished batches; None when there are none, the file
+        is unreadable, or its batches had another size (then the chunk is redone from its start)."""
+        path = self._path(name + PARTIAL)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as opened:
+                metadata = opened.metadata() or {}
+                if metadata.get("batch_size") != str(batch_size):
+                    return None
+                return opened.get_tensor("images"), json.loads(metadata["counters"]), opened.get_tensor("generator")
+        except (SafetensorError, OSError, KeyError, ValueError):
+            return None
+
+    def discard_partial(self, name: str) -> None:
+        """Delete chunk ``name``'s finished batches (the chunk is stored whole)."""
+        self._path(name + PARTIAL).unlink(missing_ok=True)
 
 
 def chunk_ranges(count: int, chunk_size: int) -> list[tuple[int, int]]:

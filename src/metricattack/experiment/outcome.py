@@ -25,6 +25,7 @@ class AttackOutcome:
     num_steps: int = 1
     gradient_passes: int = 0  # images passed forward and backward through a source model
     forward_passes: int = 0  # images passed forward only (early-stopping checks, best-iterate scoring)
+    stages: dict[str, dict] = field(default_factory=dict)  # an ensemble's passes and images per stage
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)  # attacked (query, gallery) per target
     rankings: dict[str, RankingSummary] = field(default_factory=dict)  # attacked, per target, deployed pipeline
     perceptibility: dict | None = None  # perturbation sizes of the attacked images, computed once

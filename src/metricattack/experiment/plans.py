@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from metricattack.experiment.auto import AUTO_STEPS
 from metricattack.experiment.setting import AttackSetting, NamedModel
 from metricattack.errors import InputError
 
@@ -36,7 +37,8 @@ class Plan:
     """A named list of settings with a one-line description for --help and the README.
 
     ``sanity_checks``: the run also performs the checks of ``metricattack.robustness``. ``models``: zoo
-    models that replace --model (each attacks alone and as part of an ensemble; all are evaluated).
+    models that replace --model (each attacks alone and as part of an ensemble; all are evaluated). ``headline``:
+    the setting reported as the plan's main number (compare, sanity checks).
     """
 
     name: str
@@ -44,6 +46,7 @@ class Plan:
     settings: tuple[AttackSetting | Job, ...]
     sanity_checks: bool = False
     models: tuple[str, ...] = ()
+    headline: AttackSetting | None = None  # the setting whose mAP is the plan's main number
 
 
 DEFAULT_PLAN = Plan(
@@ -61,19 +64,40 @@ DEFAULT_PLAN = Plan(
 
 
 def robust_pgd(eps: float, side: str = "gallery", goal: str = "untargeted", steps: int = 50) -> AttackSetting:
-    """The robust plan's PGD: ``steps`` steps of eps/4 from 5 random starts, the best iterate per image kept."""
+    """The PGD plan's attack: ``steps`` steps of eps/4 from 5 random starts, the best iterate per image kept."""
     return AttackSetting("pgd", eps, side, goal, steps=steps, step_size=eps / 4, restarts=5)
 
 
+def robust_auto(eps: float, side: str = "gallery", steps: int | None = None) -> AttackSetting:
+    """The robust plan's attack: the ``auto`` ensemble (APGD on two objectives, targeted APGD, a rank-only search)."""
+    return AttackSetting("auto", eps, side, steps=steps)
+
+
 ROBUST_EPS = (2, 4, 8, 16)
-HEADLINE = robust_pgd(8)  # the robust plan's main number: white-box gallery PGD-50 at eps 8
+HEADLINE = robust_auto(8)  # the robust plan's main number: white-box gallery auto at eps 8
+PGD_HEADLINE = robust_pgd(8)  # the PGD plan's (and, before auto, the robust plan's): gallery PGD-50x5 at eps 8
 PAPER_SETTING = AttackSetting("ifgsm", 5)  # Bai et al.'s setting: gallery I-FGSM at eps 5
 TRANSFER_SOURCE = "default"  # the undefended model
 
 ROBUST_PLAN = Plan(
     "robust",
-    "evaluation of a defense: PGD-50 (step eps/4, 5 restarts, best iterate kept) at eps 2-16 on gallery, query and "
-    "both; targeted; the paper's I-FGSM; transfer from the bundled (undefended) model; 10/100 steps at eps 8; sanity checks",
+    "evaluation of a defense: the auto ensemble at eps 2-16 on gallery, query and both; targeted APGD; the paper's "
+    "I-FGSM; transfer from the bundled (undefended) model; auto with twice the budget at eps 8; sanity checks",
+    (
+        *(robust_auto(eps, side) for side in ("gallery", "query", "both") for eps in ROBUST_EPS),
+        AttackSetting("apgd", 8, "query", "targeted"),
+        *(AttackSetting("ifgsm", eps) for eps in (2, 4, 5, 8, 16)),
+        *(Job(robust_auto(eps), source=TRANSFER_SOURCE) for eps in (4, 8, 16)),
+        Job(robust_auto(8, steps=2 * AUTO_STEPS), series="convergence"),
+    ),
+    sanity_checks=True,
+    headline=HEADLINE,
+)
+
+ROBUST_PGD_PLAN = Plan(
+    "robust-pgd",
+    "the robust plan before auto, for comparison: PGD-50 (step eps/4, 5 restarts, best iterate kept) at eps 2-16 on "
+    "gallery, query and both; targeted; the paper's I-FGSM; transfer from the bundled model; 10/100 steps at eps 8; sanity checks",
     (
         *(robust_pgd(eps, side) for side in ("gallery", "query", "both") for eps in ROBUST_EPS),
         robust_pgd(8, "query", "targeted"),
@@ -82,6 +106,7 @@ ROBUST_PLAN = Plan(
         *(Job(robust_pgd(8, steps=steps), series="convergence") for steps in (10, 100)),
     ),
     sanity_checks=True,
+    headline=PGD_HEADLINE,
 )
 
 TRANSFER_PLAN = Plan(
@@ -100,7 +125,8 @@ BLACKBOX_PLAN = Plan(
      AttackSetting("uap", 8, side="query")),
 )
 
-PLANS: dict[str, Plan] = {plan.name: plan for plan in (DEFAULT_PLAN, ROBUST_PLAN, TRANSFER_PLAN, BLACKBOX_PLAN)}
+PLANS: dict[str, Plan] = {plan.name: plan for plan in (DEFAULT_PLAN, ROBUST_PLAN, ROBUST_PGD_PLAN, TRANSFER_PLAN, BLACKBOX_PLAN)}
+HEADLINES = (HEADLINE, PGD_HEADLINE)  # what compare looks for in a run that does not name its headline
 
 
 def get_plan(name: str) -> Plan:

@@ -1,7 +1,7 @@
 """The one registry of ``--attack``: every attack name with how its settings are checked and run.
 
 Step rules (``attacks.steps``) are run image by image by ``step_attack``; the universal perturbation
-and the rank-only black-box search work on a whole campaign. Filled here, explicitly.
+and the rank-only black-box search work on a whole campaign; ``auto`` is an ensemble of attacks per image. Filled here, explicitly.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from metricattack.attacks.steps import STEP_RULES
 from metricattack.errors import InputError
+from metricattack.experiment.auto import AutoAttack
 from metricattack.experiment.blackbox import BlackBoxAttack
 from metricattack.experiment.step_attack import attack_with_step_rule
 from metricattack.experiment.universal import UniversalAttack
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 class AttackKind(Protocol):
     """What ``--attack NAME`` does with a setting."""
 
+    white_box: bool  # whether it needs the gradients of its source models
+
     def validate(self, setting: AttackSetting) -> None:
         """Raise InputError for options this attack does not take."""
 
@@ -33,6 +36,8 @@ class AttackKind(Protocol):
 
 class StepRuleAttack:
     """A per-image gradient attack: the setting's step rule, run chunk by chunk over the attacked side(s)."""
+
+    white_box = True
 
     def validate(self, setting: AttackSetting) -> None:
         """Raise InputError when the step rule does not take the setting's options."""
@@ -45,6 +50,7 @@ class StepRuleAttack:
 
 ATTACKS: dict[str, AttackKind] = {
     **{name: StepRuleAttack() for name in STEP_RULES},
+    "auto": AutoAttack(),
     "uap": UniversalAttack(),
     "blackbox": BlackBoxAttack(),
 }

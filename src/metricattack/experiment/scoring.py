@@ -66,6 +66,7 @@ def result_rows(campaign: Campaign, outcome: AttackOutcome, sources: list[NamedM
                 **metrics,
                 "num_attacked": outcome.num_attacked,
                 "gradient_passes": outcome.gradient_passes,
+                **({"stages": outcome.stages} if outcome.stages else {}),
                 "seconds": round(outcome.seconds, 3),
             }
         )

@@ -86,6 +86,11 @@ class AttackSetting:
         return build_step_rule(self.attack, pixels_to_fraction(self.eps, "--eps"), **options)
 
     @property
+    def counted_pairs(self) -> bool:
+        """Whether the attack's masks hold only the pairs the ranking counts (no junk, no same-camera match)."""
+        return self.attack_loss == "margin" or self.attack == "auto"
+
+    @property
     def key(self) -> str:
         """A short unique name, used to resume runs and name files."""
         parts = [self.attack, self.norm, f"eps{self.eps:g}", self.side, self.goal]

@@ -7,6 +7,7 @@ which chunks ran before), stored whole once finished, and shared among processes
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,7 @@ from metricattack.attacks.attack import MetricAttack
 from metricattack.attacks.losses import NonTargetedMetricLoss, TargetedMetricLoss
 from metricattack.attacks.margin import RankingMarginLoss
 from metricattack.data.images import to_8bit
-from metricattack.experiment.chunks import COUNTERS, AttackedSide, FolderChunks, MemoryChunks
+from metricattack.experiment.chunks import STAGE_PREFIX, AttackedSide, FolderChunks, MemoryChunks
 from metricattack.experiment.goals import GOAL_RANK, goal_tests, ranking_thresholds
 from metricattack.experiment.outcome import AttackOutcome
 from metricattack.experiment.side_images import SideImages, has_match
@@ -30,9 +31,12 @@ if TYPE_CHECKING:
     from metricattack.experiment.setting import AttackSetting, NamedModel
 
 
+PARTIAL_SECONDS = 60.0  # inside a chunk, its finished batches are saved at least this often (and on a stop)
+
+
 def rule_stops(attack: MetricAttack) -> bool:
-    """Whether the attack's step rule stops iterating images that reached their goal."""
-    return getattr(attack.step_rule, "early_stop", False)
+    """Whether the attack stops iterating images that reached their goal (its step rule's ``early_stop``)."""
+    return getattr(attack, "early_stop", None) or getattr(attack.step_rule, "early_stop", False)
 
 
 def chunk_seed(seed: int, number: int) -> int:
@@ -56,31 +60,57 @@ def setting_losses(setting: AttackSetting, sources: list[NamedModel], thresholds
     return losses
 
 
+def margin_thresholds(campaign: Campaign, sources: list[NamedModel], references: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Gallery side, per source: each reference query's k-th nearest impostor distance in the clean gallery."""
+    return [ranking_thresholds(queries, campaign.clean_features(named)[1], named.model.spec, campaign.query, campaign.gallery,
+                               GOAL_RANK, impostors_only=True) for queries, named in zip(references, sources)]  # fmt: skip
+
+
 def attack_with_step_rule(campaign: Campaign, setting: AttackSetting, sources: list[NamedModel], folder: Path | None) -> AttackOutcome:
     """The adversarial images of a step-rule setting: the attacked side(s) chunk by chunk (stored in ``folder`` if given)."""
     rule = setting.step_rule()
     models = [s.model for s in sources]
-    attack = MetricAttack(models, setting_losses(setting, sources), rule)
+
+    def make_attack(references: list[torch.Tensor], reference_slot: int) -> MetricAttack:
+        thresholds = None
+        if setting.attack_loss == "margin" and reference_slot == 1:  # each query's k-th nearest impostor in the gallery
+            thresholds = margin_thresholds(campaign, sources, references)
+        return MetricAttack(models, setting_losses(setting, sources, thresholds), rule)
+
+    return attack_sides(campaign, setting, sources, folder, make_attack, getattr(rule, "steps", 1))
+
+
+def attack_sides(campaign: Campaign, setting: AttackSetting, sources: list[NamedModel], folder: Path | None,
+                 make_attack: Callable[[list[torch.Tensor], int], MetricAttack], num_steps: int) -> AttackOutcome:  # fmt: skip
+    """Attack the setting's side(s), each with ``make_attack(references, reference_slot)`` (references: per source,
+    the features the side is attacked against; slot 0: they are gallery features, 1: query features)."""
     empty = torch.zeros(0, dtype=torch.long)
     query = AttackedSide("query", empty, empty)
     gallery = AttackedSide("gallery", empty, empty)
     if setting.side in ("query", "both"):
-        query = attack_side(campaign, attack, sources, setting, campaign.query, campaign.gallery, 0, folder)
+        references = [campaign.clean_features(named)[1] for named in sources]
+        query = attack_side(campaign, make_attack(references, 0), sources, setting, campaign.query, campaign.gallery, 0, folder, references)
     if setting.side in ("gallery", "both"):
         # Both sides: the gallery moves away from the attacked queries, not from their clean features, which
         # they have already left (pushing both sides from clean references moves an identity's pair together).
         references = [campaign.clean_features(named)[0] for named in sources]
         if setting.side == "both" and len(query):
             references = [attacked_queries(campaign, named, query) for named in sources]
-        if setting.attack_loss == "margin":  # each query's k-th nearest impostor in the gallery, from these references
-            thresholds = [ranking_thresholds(queries, campaign.clean_features(named)[1], named.model.spec, campaign.query,
-                                             campaign.gallery, GOAL_RANK, impostors_only=True)
-                          for queries, named in zip(references, sources)]  # fmt: skip
-            attack = MetricAttack(models, setting_losses(setting, sources, thresholds), rule)
-        gallery = attack_side(campaign, attack, sources, setting, campaign.gallery, campaign.query, 1, folder, references, first_chunk=len(query.ranges()))
-    counters = {key: query.counters[key] + gallery.counters[key] for key in COUNTERS}
-    return AttackOutcome(setting, query, gallery, seconds=counters["seconds"], num_steps=getattr(rule, "steps", 1),
+        gallery = attack_side(campaign, make_attack(references, 1), sources, setting, campaign.gallery, campaign.query, 1, folder,
+                              references, first_chunk=len(query.ranges()))  # fmt: skip
+    counters = add_counters(query.counters, gallery.counters)
+    stages: dict[str, dict] = {}
+    for key, value in counters.items():
+        if key.startswith(STAGE_PREFIX):
+            stage, _, counter = key[len(STAGE_PREFIX):].partition("/")
+            stages.setdefault(stage, {})[counter] = value
+    return AttackOutcome(setting, query, gallery, seconds=counters["seconds"], num_steps=num_steps, stages=stages,
                          gradient_passes=counters["gradient_passes"], forward_passes=counters["forward_passes"])  # fmt: skip
+
+
+def add_counters(first: dict, second: dict) -> dict:
+    """Counters added key by key (a key missing from one counts 0)."""
+    return {key: first.get(key, 0) + second.get(key, 0) for key in {**first, **second}}
 
 
 def attacked_queries(campaign: Campaign, named: NamedModel, query: AttackedSide) -> torch.Tensor:
@@ -103,7 +133,9 @@ def attack_side(
     references: list[torch.Tensor] | None = None,  # per source, default: its clean features of the reference side
     first_chunk: int = 0,  # the setting's number of this side's first chunk (seeds its random starts)
 ) -> AttackedSide:
-    """Attack, chunk by chunk, the images of ``side`` whose identity appears on the reference side."""
+    """Attack, chunk by chunk, the images of ``side`` whose identity appears on the reference side.
+
+    The attack's ``counters()`` (passes, per stage for an ensemble) are stored with each chunk and summed."""
     reference_pids, reference_camids = reference.pids.to(campaign.device), reference.camids.to(campaign.device)
     present = has_match(side.pids, reference.pids)
     targets = torch.full_like(side.pids, -1)
@@ -119,34 +151,48 @@ def attack_side(
     references = references or [campaign.clean_features(named)[1 - reference_slot] for named in sources]
     goal_of = goal_tests(campaign, setting, sources, side, reference, reference_slot, targets) if rule_stops(attack) else None
 
+    def masks(batch: torch.Tensor) -> dict:
+        """The batch's masks over the references, by the names ``perturb`` takes."""
+        own_mask = side.pids[batch].to(campaign.device)[:, None] == reference_pids[None, :]
+        target_mask = impostor_mask = None
+        if setting.goal == "targeted":
+            target_mask = targets[batch].to(campaign.device)[:, None] == reference_pids[None, :]
+        if setting.counted_pairs:  # only the pairs the ranking counts: no junk, no same-camera match
+            impostor_mask = ~own_mask & (reference_pids[None, :] != -1)
+            own_mask = own_mask & (side.camids[batch].to(campaign.device)[:, None] != reference_camids[None, :])
+        return {"own_mask": own_mask, "target_mask": target_mask, "impostor_mask": impostor_mask}
+
     def attack_chunk(number: int):
         start, stop = attacked.ranges()[number]
-        with deferred_signals():  # a Ctrl-C or SIGTERM takes effect once this chunk is stored
-            started, passes = time.perf_counter(), (attack.gradient_passes, attack.forward_passes)
-            # The chunk's own generator: random starts do not depend on which chunks ran before (resume, torchrun).
-            generator = torch.Generator(device=campaign.device).manual_seed(chunk_seed(campaign.seed, first_chunk + number))
-            chunk = indices[start:stop]
-            images = side.read(chunk)
-            adversarial = torch.empty(images.shape, dtype=torch.uint8 if campaign.quantize_images else torch.float32)
-            for offset in range(0, len(chunk), campaign.batch_size):
+        name, chunk = attacked.chunk_name(number), indices[start:stop]
+        images = side.read(chunk)
+        adversarial = torch.empty(images.shape, dtype=torch.uint8 if campaign.quantize_images else torch.float32)
+        # The chunk's own generator: random starts do not depend on which chunks ran before (resume, torchrun).
+        generator = torch.Generator(device=campaign.device).manual_seed(chunk_seed(campaign.seed, first_chunk + number))
+        finished, counters = 0, {}
+        partial = store.load_partial(name, campaign.batch_size)
+        if partial is not None:  # the batches finished before a stop, and the generator's state after them
+            kept, counters, state = partial
+            finished = len(kept)
+            adversarial[:finished] = kept
+            generator.set_state(state.to(generator.get_state().device))
+        saved = time.perf_counter()
+        for offset in range(finished, len(chunk), campaign.batch_size):
+            with deferred_signals() as held:  # a Ctrl-C or SIGTERM takes effect once this batch is saved
+                started, before = time.perf_counter(), attack.counters()
                 batch = chunk[offset : offset + campaign.batch_size]
                 clean = images[offset : offset + len(batch)].to(campaign.device).float().div(255)
-                own_mask = side.pids[batch].to(campaign.device)[:, None] == reference_pids[None, :]
-                target_mask = impostor_mask = None
-                if setting.goal == "targeted":
-                    target_mask = targets[batch].to(campaign.device)[:, None] == reference_pids[None, :]
-                if setting.attack_loss == "margin":  # only the pairs the ranking counts: no junk, no same-camera match
-                    impostor_mask = ~own_mask & (reference_pids[None, :] != -1)
-                    own_mask = own_mask & (side.camids[batch].to(campaign.device)[:, None] != reference_camids[None, :])
-                goal = None if goal_of is None else goal_of(batch)
-                adv = attack.perturb(clean, references, own_mask, target_mask, generator, goal, impostor_mask)
+                adv = attack.perturb(clean, references, generator=generator, goal=None if goal_of is None else goal_of(batch), **masks(batch))
                 adversarial[offset : offset + len(batch)] = to_8bit(adv) if campaign.quantize_images else adv
-            counters = {
-                "gradient_passes": attack.gradient_passes - passes[0],
-                "forward_passes": attack.forward_passes - passes[1],
-                "seconds": time.perf_counter() - started,
-            }
-            store.save(attacked.chunk_name(number), adversarial.cpu(), counters)
+                spent = {key: value - before.get(key, 0) for key, value in attack.counters().items()}
+                counters = add_counters(counters, {**spent, "seconds": time.perf_counter() - started})
+                finished = offset + len(batch)
+                if finished < len(chunk) and (held or time.perf_counter() - saved >= PARTIAL_SECONDS):
+                    store.save_partial(name, adversarial[:finished].cpu(), counters, generator.get_state(), campaign.batch_size)
+                    saved = time.perf_counter()
+        with deferred_signals():
+            store.save(name, adversarial.cpu(), counters)
+            store.discard_partial(name)
         return None if isinstance(store, FolderChunks) else (adversarial.cpu(), counters)  # a folder is shared on disk
 
     chunks = range(len(attacked.ranges()))
@@ -161,5 +207,5 @@ def attack_side(
         counters = store.load_counters(attacked.chunk_name(number))
         if counters is None:
             raise RuntimeError(f"chunk {attacked.chunk_name(number)} of {setting.key} is missing after the attack")
-        attacked.counters = {key: attacked.counters[key] + counters.get(key, 0) for key in COUNTERS}
+        attacked.counters = add_counters(attacked.counters, counters)
     return attacked

@@ -21,6 +21,7 @@ from metricattack.system.lock import LOCK_NAME, check_unlocked, folder_lock
 from metricattack.system.atomic import atomic_write_text, folder_problem, read_document
 from metricattack.experiment.plans import Job
 from metricattack.experiment.examples import write_examples
+from metricattack.experiment.robustness_score import robustness_scores
 from metricattack.experiment.results import read_results, write_results
 from metricattack.experiment.sanity import embedding_shift
 
@@ -231,6 +232,7 @@ def _sweep(
         distributed.barrier()  # every process is done with the setting's chunks
         if main:
             outcome.discard()
+    record["robustness"] = robustness_scores(record)
     if writes:
         write_results(out_dir, record)
     return record

@@ -49,6 +49,8 @@ class UniversalAttack:
     """``--attack uap``: a universal perturbation learned on the training split with the source model(s),
     added to every attacked test image (``--steps``: epochs, default 3; ``--step-size`` default 1)."""
 
+    white_box = True  # it follows the source models' gradients
+
     def validate(self, setting: AttackSetting) -> None:
         """Raise InputError for options a universal perturbation does not take."""
         if setting.goal != "untargeted":

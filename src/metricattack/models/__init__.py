@@ -8,9 +8,11 @@ from metricattack.errors import InputError
 from metricattack.models.checkpoints import load_checkpoint, read_metadata, save_checkpoint
 from metricattack.models.fastreid import load_fastreid
 from metricattack.models.foreign import FORMAT_NAMES, load_foreign
+from metricattack.models.onnx import load_onnx
 from metricattack.models.options import ModelOptions
 from metricattack.models.python_entry import load_python_model
 from metricattack.models.reid import ModelSpec, ReIDModel, build_model, model_names
+from metricattack.models.timm_zoo import load_timm
 from metricattack.models.torchreid_zoo import load_torchreid
 from metricattack.models.torchscript import load_torchscript
 from metricattack.models.wrapped import WrappedModel
@@ -44,6 +46,8 @@ EXTERNAL_SOURCES = {
     "python": load_python_model,  # python:PACKAGE.MODULE:FACTORY
     "torchscript": load_torchscript,  # torchscript:FILE.pt / FILE.pt2
     "fastreid": load_fastreid,  # fastreid:FILE (config.yaml beside it)
+    "timm": load_timm,  # timm:NAME, built by timm
+    "onnx": load_onnx,  # onnx:FILE.onnx, run by onnxruntime (gradients through onnx2torch)
 }
 
 

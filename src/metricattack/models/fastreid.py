@@ -1,4 +1,6 @@
-"""``fastreid:FILE``: a fast-reid ``Baseline`` checkpoint (ResNet backbone + EmbeddingHead with BN neck).
+"""``fastreid:FILE``: a fast-reid checkpoint, built by fast-reid itself when it is installed
+(``fastreid_native``); otherwise by the re-implementation here of its ``Baseline`` (ResNet backbone +
+EmbeddingHead with BN neck).
 
 fast-reid's checkpointer writes ``{"model": state_dict, "optimizer": ..., "iteration": ...}``
 (read with ``weights_only=True``); the settings that shape the forward pass but hold no weights
@@ -6,7 +8,7 @@ fast-reid's checkpointer writes ``{"model": state_dict, "optimizer": ..., "itera
 its training writes beside the checkpoint, so that file is required. In eval mode fast-reid returns
 the head's output after the bottleneck: pool -> [1x1 conv embedding] -> [BN] -> (B, D).
 Only what is reproduced exactly is accepted: other backbones, heads, norms, IBN / SE / non-local
-blocks are refused (by the config check or by the strict key check).
+blocks are refused (by the config check or by the strict key check); fast-reid itself builds those.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from metricattack.system.atomic import read_document
 from metricattack.errors import InputError
 from metricattack.models.backbones import ResNetTrunk
 from metricattack.models.checkpoints import load_state_strict
+from metricattack.models.fastreid_native import import_fastreid, load_fastreid_native
 from metricattack.models.foreign import read_state_dict
 from metricattack.models.options import ModelOptions
 from metricattack.models.wrapped import WrappedModel, wrap_network
@@ -145,10 +148,14 @@ CLASSIFIER_PREFIXES = ("heads.weight", "heads.classifier.", "heads.cls_layer.")
 
 
 def load_fastreid(target: str, weights: str | Path | None, options: ModelOptions) -> WrappedModel:
-    """The fast-reid Baseline in the checkpoint ``target`` behind our preprocessing."""
+    """The fast-reid model in the checkpoint ``target`` behind our preprocessing: built by fast-reid when it
+    is importable, else the re-implemented Baseline."""
     if weights is not None:
         raise InputError(f"--weights {weights}: give the fast-reid checkpoint as --model fastreid:FILE")
     path = Path(target)
+    fastreid = import_fastreid()
+    if fastreid is not None:
+        return load_fastreid_native(fastreid, path, options)
     state = read_state_dict(path)
     config = read_config(path)
     pixel_mean = state.pop("pixel_mean", torch.tensor(config[("MODEL", "PIXEL_MEAN")])).flatten()

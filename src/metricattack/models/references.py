@@ -4,8 +4,8 @@ A reference is one of
 
 - ``default``; a checkpoint of ours (``NAME.safetensors`` / ``NAME.json``); ``ARCH:PATH`` (a torchreid /
   paper checkpoint for one of our architectures);
-- ``torchreid:NAME[:WEIGHTS]``, ``python:PACKAGE.MODULE:FACTORY[:WEIGHTS]``, ``torchscript:FILE``,
-  ``fastreid:FILE``;
+- ``torchreid:NAME[:WEIGHTS]``, ``timm:NAME[:WEIGHTS]``, ``python:PACKAGE.MODULE:FACTORY[:WEIGHTS]``,
+  ``torchscript:FILE``, ``fastreid:FILE``, ``onnx:FILE``;
 - a mapping with the main model's option names — ``model``, ``weights``, ``weights_format``,
   ``input_size``, ``mean``, ``std``, ``distance``, ``normalize`` and an optional display ``name`` —
   given in the YAML config's lists, inline on the command line as ``'{model: ..., input_size: [256, 128]}'``,
@@ -26,10 +26,10 @@ from metricattack.models import EXTERNAL_SOURCES, ModelOptions, bundled_checkpoi
 from metricattack.models.options import OPTION_KEYS
 
 MAPPING_KEYS = ("name", "model", "weights", "weights_format") + OPTION_KEYS
-TARGET_PARTS = {"torchreid": 1, "python": 2}  # colon-separated parts naming the model; a further part is WEIGHTS
+TARGET_PARTS = {"torchreid": 1, "python": 2, "timm": 1}  # colon-separated parts naming the model; a further part is WEIGHTS
 # where a model of an external source gets its weights when no weights file is given
 BUILT_WEIGHTS = {"torchreid": "random weights", "python": "weights as built by the factory", "torchscript": "weights in the file",
-                 "fastreid": "weights in the file"}  # fmt: skip
+                 "timm": "random weights", "fastreid": "weights in the file", "onnx": "weights in the file"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class ModelReference:
         if self.weights is not None:
             return Path(self.weights).stem
         prefix, _, target = self.model.partition(":")
-        if prefix in ("torchscript", "fastreid"):
+        if prefix in ("torchscript", "fastreid", "onnx"):
             return Path(target).stem
         return target.rpartition(":")[2] if prefix in EXTERNAL_SOURCES else self.model
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from metricattack.system.atomic import atomic_write_bytes, atomic_write_text
 from metricattack.errors import InputError
-from metricattack.experiment.plans import HEADLINE, PAPER_SETTING, TRANSFER_SOURCE
-from metricattack.report.conditions import condition_cells, differing_conditions, unlike_warning
+from metricattack.experiment.plans import PAPER_SETTING, TRANSFER_SOURCE
+from metricattack.experiment.robustness_score import robustness_score
+from metricattack.report.conditions import condition_cells, differing_conditions, headline_of, unlike_warning
 from metricattack.report.html import STYLE, facts_table, table
 from metricattack.report.plots import new_figure
 from metricattack.experiment.results import format_cell, read_results
@@ -29,7 +30,7 @@ from metricattack.experiment.sanity import series_of
 
 SUMMARY_COLUMNS = (
     ("model", "model"), ("run", "run"), ("defense", "defense"), ("clean_mAP", "clean mAP"),
-    ("clean_rank1", "clean rank-1"), ("robust_mAP", "PGD-50 eps 8 mAP"), ("robust_ratio", "robust / clean"),
+    ("clean_rank1", "clean rank-1"), ("score", "robustness score"), ("robust_mAP", "headline eps 8 mAP"), ("robust_ratio", "robust / clean"),
     ("paper_mAP", "I-FGSM eps 5 mAP"), ("paper_ratio", "paper / clean"), ("transfer_mAP", "transfer eps 8 mAP"),
     ("cost", "inner steps + 1"), ("wall_time", "wall time vs normal"), ("sanity", "sanity checks"),
 )  # fmt: skip
@@ -89,6 +90,17 @@ class ComparedModel:
         return found[0] if found else None
 
     @property
+    def headline(self) -> str | None:
+        """The key of the run's main setting (``conditions.headline_of``)."""
+        return headline_of(self.record)
+
+    @property
+    def score(self) -> float | None:
+        """The model's robustness score (``experiment.robustness_score``), recorded or computed from its rows."""
+        recorded = self.record.get("robustness", {}).get(self.model) or robustness_score(self.record, self.model)
+        return recorded and recorded["score"]
+
+    @property
     def training(self) -> dict:
         """The training summary stored by the run (all unknown when absent)."""
         return self.record.get("training", {}).get(self.model) or training_summary({})
@@ -118,7 +130,7 @@ def _ratio(value: float | None, clean: float | None) -> float | None:
 
 def _transfer_row(model: ComparedModel) -> dict | None:
     """The headline setting made on the undefended model (any source other than the model itself)."""
-    key = f"{HEADLINE.key}-from-{TRANSFER_SOURCE}"
+    key = f"{model.headline}-from-{TRANSFER_SOURCE}"
     found = [r for r in model.record["results"] if r["key"] == key and r["target"] == model.model]
     return found[0] if found else None
 
@@ -136,12 +148,14 @@ def summary_rows(models: list[ComparedModel]) -> list[dict]:
     rows = []
     for model in models:
         clean = model.clean.get("mAP")
-        robust, paper, transfer = model.row(HEADLINE.key), model.row(PAPER_SETTING.key), _transfer_row(model)
+        headline = model.headline
+        robust, paper, transfer = headline and model.row(headline), model.row(PAPER_SETTING.key), _transfer_row(model)
         sanity = model.record.get("sanity")
         own_time = per_epoch(model)
         rows.append({
             "model": model.label, "run": str(model.run_dir), "defense": model.training["defense"],
-            "clean_mAP": clean, "clean_rank1": model.clean.get("rank1"),
+            "clean_mAP": clean, "clean_rank1": model.clean.get("rank1"), "score": model.score,
+            "headline": robust and robust["attack"],
             "robust_mAP": robust and robust["mAP"], "robust_ratio": _ratio(robust and robust["mAP"], clean),
             "paper_mAP": paper and paper["mAP"], "paper_ratio": _ratio(paper and paper["mAP"], clean),
             "transfer_mAP": transfer and transfer["mAP"], "cost": model.training["cost"],
@@ -158,6 +172,8 @@ def summary_cell(column: str, value) -> str:
         return "-"
     if column in PERCENT:
         return f"{100 * value:.1f}"
+    if column == "score":
+        return f"{value:.3f}"
     if column in ("robust_ratio", "paper_ratio", "wall_time"):
         return f"{value:.2f}"
     return str(value)
@@ -325,8 +341,10 @@ def compare_html(models: list[ComparedModel], figure: bytes | None) -> str:
     runs = facts_table([(m.label, f"{m.run_dir} ({m.record['dataset'].get('name', '?')}, {m.record.get('command', '-')})")
                         for m in models])  # fmt: skip
     note = (
-        '<p class="note">Metrics in percent. PGD-50 eps 8: white-box gallery PGD, 50 steps of eps/4 from 5 random starts, '
-        "the best iterate per image kept (the robust plan's headline); I-FGSM eps 5: the paper's setting; transfer: the "
+        '<p class="note">Metrics in percent. Robustness score: the mean over the run\'s non-targeted white-box (eps, side) '
+        "cells of the worst attacked mAP divided by the clean mAP (1: no attack hurt; compare runs of one plan). Headline "
+        "eps 8: the plan's white-box gallery attack at eps 8 (auto for --plan robust; PGD-50, step eps/4, 5 restarts, "
+        "for robust-pgd); I-FGSM eps 5: the paper's setting; transfer: the "
         "headline attack made on the undefended bundled model; robust / clean and paper / clean: attacked mAP divided by "
         "the model's own clean mAP; inner steps + 1: forward-backward passes per training image relative to normal "
         "training; wall time vs normal: training seconds per epoch over the undefended models' (in this comparison).</p>"

@@ -200,7 +200,20 @@ def curves_section(record: dict, run_dir: Path) -> str:
         "half its clean value, interpolated linearly between measured points.</p>"
     )
     headers = ["attack", "eps measured", "clean mAP", "relative AUC", "eps at half mAP"]
-    return "<h2>Robustness</h2>" + figure + table(headers, rows, text_columns=2) + explain
+    return "<h2>Robustness</h2>" + score_table(record) + figure + table(headers, rows, text_columns=2) + explain
+
+
+def score_table(record: dict) -> str:
+    """Each self-attacked model's robustness score with its clean mAP and cells (empty when there is none)."""
+    scores = record.get("robustness") or {}
+    if not scores:
+        return ""
+    rows = [[model, f"{s['score']:.3f}", f"{100 * s['clean_mAP']:.1f}", ", ".join(f"{eps:g}/{side}" for eps, side in s["cells"])]
+            for model, s in scores.items()]  # fmt: skip
+    explain = ('<p class="note">Robustness score: the mean over the (eps, side) cells of the worst non-targeted white-box '
+               "mAP divided by the clean mAP (1: no attack hurt the ranking; 0: every cell destroyed). Compare scores of "
+               "runs of the same plan on the same data.</p>")  # fmt: skip
+    return table(["model", "robustness score", "clean mAP", "cells (eps/side)"], rows, text_columns=1) + explain
 
 
 def sanity_section(record: dict) -> str:

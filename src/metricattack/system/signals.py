@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from tqdm import tqdm
 
 
-HELD_MESSAGE = "metricattack: stopping once the current chunk is saved (it resumes from there); interrupt again to stop now"
+HELD_MESSAGE = "metricattack: stopping once the current work is saved (it resumes from there); interrupt again to stop now"
 
 
 class Terminated(KeyboardInterrupt):
@@ -55,9 +55,10 @@ def sigterm_raises() -> Iterator[None]:
 
 
 @contextmanager
-def deferred_signals() -> Iterator[None]:
-    """Within the block a first SIGINT / SIGTERM is held until the block ends (a chunk of work is saved),
-    then raised as usual; a second one raises at once. Outside the main thread, a no-op."""
+def deferred_signals() -> Iterator[list[int]]:
+    """Within the block a first SIGINT / SIGTERM is held until the block ends (a piece of work is saved),
+    then raised as usual; a second one raises at once. Yields the held signal numbers (empty until one comes),
+    so the block can save its work before it ends. Outside the main thread, a no-op."""
     received: list[int] = []
 
     def handler(signum: int, frame: object) -> None:
@@ -67,6 +68,6 @@ def deferred_signals() -> Iterator[None]:
         say_on_own_line(HELD_MESSAGE)  # a chunk can take minutes: say why nothing stops yet
 
     with _handling((signal.SIGINT, signal.SIGTERM), handler):
-        yield
+        yield received
     if received:
         raise Terminated() if received[0] == signal.SIGTERM else KeyboardInterrupt()
