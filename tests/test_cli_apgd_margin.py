@@ -92,4 +92,4 @@ def test_attack_with_auto_records_each_stages_passes_and_the_robustness_score(da
     assert list(row["stages"]) == ["apgd-paper", "apgd-margin", "apgd-targeted", "square"]
     assert row["gradient_passes"] == sum(stage["gradient_passes"] for stage in row["stages"].values())
     score = record["robustness"][row["target"]]
-    assert score["cells"] == [[6, "both"]] and score["score"] == row["mAP"] / record["clean"][row["target"]]["mAP"]
+    assert score["cells"] == [["linf", 6, "both"]] and score["score"] == row["mAP"] / record["clean"][row["target"]]["mAP"]

@@ -163,6 +163,37 @@ def test_a_stop_inside_a_chunk_resumes_from_its_last_saved_batch(tiny_data, tiny
     assert not list((tmp_path / "stopped").glob("*.partial.safetensors"))
 
 
+def test_a_signal_during_a_chunks_last_batch_keeps_the_whole_chunk(tiny_data, tiny_model, tmp_path, monkeypatch):
+    named = NamedModel("tiny", tiny_model)
+    campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=8)
+    calls, perturb = [], MetricAttack.perturb
+
+    def interrupted(self, images, *args, **kwargs):
+        calls.append(len(images))
+        if len(calls) == 4:  # the first chunk's last batch: the signal is held until the batch is saved
+            os.kill(os.getpid(), signal.SIGINT)
+        return perturb(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(MetricAttack, "perturb", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        campaign.attack(AttackSetting("ifgsm", 4.0, "gallery", steps=2), folder=tmp_path)
+    assert len(calls) == 4 and FolderChunks(tmp_path).load("gallery-00000000-00000008") is not None
+    assert not list(tmp_path.glob("*.partial.safetensors"))
+
+
+def test_a_partial_chunk_of_another_batch_size_device_or_image_kind_is_not_resumed(tmp_path):
+    store, images, state = FolderChunks(tmp_path), torch.zeros(4, 3, 8, 4, dtype=torch.uint8), torch.Generator().get_state()
+    store.save_partial("c", images[:2], {"gradient_passes": 6}, state, 2, "cpu")
+    kept, counters, stored_state = store.load_partial("c", 2, "cpu", images)
+    assert torch.equal(kept, images[:2]) and counters == {"gradient_passes": 6} and torch.equal(stored_state, state)
+    assert store.load_partial("c", 4, "cpu", images) is None  # other batches
+    assert store.load_partial("c", 2, "cuda", images) is None  # a CUDA generator's state is another thing
+    assert store.load_partial("c", 2, "cpu", images.float()) is None  # float images, not 8-bit
+    assert store.load_partial("c", 2, "cpu", images[:2]) is None  # as long as the chunk: not a part of it
+    store.discard_partial("c")
+    assert store.load_partial("c", 2, "cpu", images) is None
+
+
 def test_a_damaged_chunk_file_is_attacked_again(tiny_data, tiny_model, tmp_path):
     named = NamedModel("tiny", tiny_model)
     campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=4, progress=False, chunk_size=4)

@@ -140,18 +140,22 @@ def test_auto_refuses_the_options_it_fixes(changes, message):
 
 
 def test_the_robustness_score_by_hand():
-    def row(eps, side, mAP, source="m", goal="untargeted", pipeline="plain"):
-        return {"eps": eps, "side": side, "mAP": mAP, "source": source, "target": "m", "goal": goal, "pipeline": pipeline}
+    def row(eps, side, mAP, source="m", goal="untargeted", pipeline="plain", attack="auto", norm="linf"):
+        return {"attack": attack, "norm": norm, "eps": eps, "side": side, "mAP": mAP, "source": source, "target": "m",
+                "goal": goal, "pipeline": pipeline}
 
     record = {"clean": {"m": {"mAP": 0.8}}, "clean_by_pipeline": {"plain": {}, "flip": {}}, "results": [
         row(8, "gallery", 0.4), row(8, "gallery", 0.2),  # the worst of two attacks counts: 0.2 / 0.8
         row(4, "query", 0.6),  # 0.6 / 0.8
         row(8, "query", 0.0, source="other"), row(4, "gallery", 0.0, goal="targeted"), row(4, "both", 0.0, pipeline="flip"),
+        row(4, "query", 0.0, attack="blackbox"),  # not white-box: left out
+        row(8, "gallery", 0.4, norm="l2"),  # a cell of its own: 0.4 / 0.8
     ]}  # fmt: skip
     score = robustness_score(record, "m")
-    assert score == {"score": pytest.approx((0.25 + 0.75) / 2), "clean_mAP": 0.8, "cells": [[4, "query"], [8, "gallery"]]}
+    cells = [["l2", 8, "gallery"], ["linf", 4, "query"], ["linf", 8, "gallery"]]
+    assert score == {"score": pytest.approx((0.5 + 0.75 + 0.25) / 3), "clean_mAP": 0.8, "cells": cells}
     assert robustness_scores(record) == {"m": score}
-    assert score_lines({"robustness": {"m": score}}) == "robustness score of m: 0.500 (worst mAP / clean mAP 80.0, averaged over 2 eps/side cells)\n"
+    assert score_lines({"robustness": {"m": score}}) == "robustness score of m: 0.500 (worst mAP / clean mAP 80.0, averaged over 3 eps/side cells)\n"
     assert robustness_score({"clean": {"m": {"mAP": 0.8}}, "results": []}, "m") is None
 
 

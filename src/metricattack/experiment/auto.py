@@ -91,10 +91,15 @@ class AutoEnsemble:
         return values, goal(features, rows)
 
     def _nearest_impostor_identity(self, images, rows, references, impostors) -> torch.Tensor:
-        """(A,R) bool: the references of the identity of each image's nearest counted impostor (first source)."""
+        """(A,R) bool: the references of the identity of each image's nearest counted impostor under the first source,
+        an identity (pid > 0) when it has one, not a distractor (pid 0: no identity to pull toward)."""
         spec = self.specs[0]
-        distances = pairwise_distance(self._features(images)[0], references[0], spec.metric, spec.normalize)
-        nearest = distances.masked_fill(~impostors[rows], float("inf")).argmin(dim=1)
+        self.forward_passes += len(images)
+        with torch.no_grad():
+            distances = pairwise_distance(self.models[0](images), references[0], spec.metric, spec.normalize)
+        candidates = impostors[rows] & (self.reference_pids > 0)[None, :]
+        candidates = torch.where(candidates.any(dim=1, keepdim=True), candidates, impostors[rows])
+        nearest = distances.masked_fill(~candidates, float("inf")).argmin(dim=1)
         return self.reference_pids[None, :] == self.reference_pids[nearest][:, None]
 
     def perturb(self, images, references, own_mask, target_mask=None, generator=None, goal=None, impostor_mask=None) -> torch.Tensor:
@@ -136,7 +141,8 @@ class AutoEnsemble:
             values, hit = self._assess(candidates, left[sub.to(left.device)], references, own, impostors, goal)
             return torch.where(hit, torch.zeros_like(values), values)
 
-        cpu_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
+        device = None if generator is None else generator.device
+        cpu_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator, device=device)))
         candidates, _ = self.search.search(images[left], score, cpu_generator)
         self.per_stage["square"]["images"] += len(left)
         self._keep_better(best, best_exposure, reached, candidates, left, references, own, impostors, goal)

@@ -47,10 +47,11 @@ class MemoryChunks:
         stored = self._chunks.get(name)
         return None if stored is None else stored[1]
 
-    def save_partial(self, name: str, images: torch.Tensor, counters: dict, generator_state: torch.Tensor, batch_size: int) -> None:
+    def save_partial(self, name: str, images: torch.Tensor, counters: dict, generator_state: torch.Tensor, batch_size: int,
+                     device_type: str) -> None:  # fmt: skip
         """Nothing: a run in memory does not resume."""
 
-    def load_partial(self, name: str, batch_size: int) -> None:
+    def load_partial(self, name: str, batch_size: int, device_type: str, like: torch.Tensor) -> None:
         """None: a run in memory does not resume."""
 
     def discard_partial(self, name: str) -> None:
@@ -100,24 +101,32 @@ class FolderChunks:
         """Delete the folder (the setting's results are written)."""
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def save_partial(self, name: str, images: torch.Tensor, counters: dict, generator_state: torch.Tensor, batch_size: int) -> None:
-        """Store the first finished batches of chunk ``name`` with the state of its random generator after them."""
-        metadata = {"counters": json.dumps(counters), "batch_size": str(batch_size)}
+    def save_partial(self, name: str, images: torch.Tensor, counters: dict, generator_state: torch.Tensor, batch_size: int,
+                     device_type: str) -> None:  # fmt: skip
+        """Store the first finished batches of chunk ``name`` with the state of its random generator (on a device of
+        ``device_type``) after them."""
+        metadata = {"counters": json.dumps(counters), "batch_size": str(batch_size), "device": device_type}
         tensors = {"images": images.contiguous(), "generator": generator_state.cpu().contiguous()}
         atomic_write(self._path(name + PARTIAL), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
-    def load_partial(self, name: str, batch_size: int) -> tuple[torch.Tensor, dict, torch.Tensor] | None:
+    def load_partial(
+        self, name: str, batch_size: int, device_type: str, like: torch.Tensor
+    ) -> tuple[torch.Tensor, dict, torch.Tensor] | None:
         """(images, counters, generator state) of chunk ``name``'s finished batches; None when there are none, the file
-        is unreadable, or its batches had another size (then the chunk is redone from its start)."""
+        is unreadable, its batches had another size, its generator another kind of device, or its images are not the
+        first rows of the chunk's images ``like`` (dtype, shape): then the chunk is redone from its start."""
         path = self._path(name + PARTIAL)
         if not path.is_file():
             return None
         try:
             with safe_open(str(path), framework="pt") as opened:
                 metadata = opened.metadata() or {}
-                if metadata.get("batch_size") != str(batch_size):
+                if metadata.get("batch_size") != str(batch_size) or metadata.get("device") != device_type:
                     return None
-                return opened.get_tensor("images"), json.loads(metadata["counters"]), opened.get_tensor("generator")
+                images = opened.get_tensor("images")
+                if images.dtype != like.dtype or images.shape[1:] != like.shape[1:] or len(images) >= len(like):
+                    return None
+                return images, json.loads(metadata["counters"]), opened.get_tensor("generator")
         except (SafetensorError, OSError, KeyError, ValueError):
             return None
 

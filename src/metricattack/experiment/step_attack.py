@@ -170,12 +170,12 @@ def attack_side(
         # The chunk's own generator: random starts do not depend on which chunks ran before (resume, torchrun).
         generator = torch.Generator(device=campaign.device).manual_seed(chunk_seed(campaign.seed, first_chunk + number))
         finished, counters = 0, {}
-        partial = store.load_partial(name, campaign.batch_size)
-        if partial is not None:  # the batches finished before a stop, and the generator's state after them
-            kept, counters, state = partial
+        partial = store.load_partial(name, campaign.batch_size, generator.device.type, adversarial)
+        if partial is not None:
+            kept, counters, state = partial  # the batches finished before a stop, and the generator's state after them
             finished = len(kept)
             adversarial[:finished] = kept
-            generator.set_state(state.to(generator.get_state().device))
+            generator.set_state(state)
         saved = time.perf_counter()
         for offset in range(finished, len(chunk), campaign.batch_size):
             with deferred_signals() as held:  # a Ctrl-C or SIGTERM takes effect once this batch is saved
@@ -187,12 +187,13 @@ def attack_side(
                 spent = {key: value - before.get(key, 0) for key, value in attack.counters().items()}
                 counters = add_counters(counters, {**spent, "seconds": time.perf_counter() - started})
                 finished = offset + len(batch)
-                if finished < len(chunk) and (held or time.perf_counter() - saved >= PARTIAL_SECONDS):
-                    store.save_partial(name, adversarial[:finished].cpu(), counters, generator.get_state(), campaign.batch_size)
+                if finished == len(chunk):  # inside the batch's block: a stop during the last batch keeps the chunk
+                    store.save(name, adversarial.cpu(), counters)
+                    store.discard_partial(name)
+                elif held or time.perf_counter() - saved >= PARTIAL_SECONDS:
+                    store.save_partial(name, adversarial[:finished].cpu(), counters, generator.get_state(), campaign.batch_size,
+                                       generator.device.type)  # fmt: skip
                     saved = time.perf_counter()
-        with deferred_signals():
-            store.save(name, adversarial.cpu(), counters)
-            store.discard_partial(name)
         return None if isinstance(store, FolderChunks) else (adversarial.cpu(), counters)  # a folder is shared on disk
 
     chunks = range(len(attacked.ranges()))

@@ -203,12 +203,17 @@ def curves_section(record: dict, run_dir: Path) -> str:
     return "<h2>Robustness</h2>" + score_table(record) + figure + table(headers, rows, text_columns=2) + explain
 
 
+def cell_triples(cells: list) -> list:
+    """A score's cells as (norm, eps, side), also from records that stored (eps, side)."""
+    return [cell if len(cell) == 3 else ["linf", *cell] for cell in cells]
+
+
 def score_table(record: dict) -> str:
     """Each self-attacked model's robustness score with its clean mAP and cells (empty when there is none)."""
     scores = record.get("robustness") or {}
     if not scores:
         return ""
-    rows = [[model, f"{s['score']:.3f}", f"{100 * s['clean_mAP']:.1f}", ", ".join(f"{eps:g}/{side}" for eps, side in s["cells"])]
+    rows = [[model, f"{s['score']:.3f}", f"{100 * s['clean_mAP']:.1f}", ", ".join(f"{eps:g}/{side}" + ("" if norm == "linf" else f" ({norm})") for norm, eps, side in cell_triples(s["cells"]))]
             for model, s in scores.items()]  # fmt: skip
     explain = ('<p class="note">Robustness score: the mean over the (eps, side) cells of the worst non-targeted white-box '
                "mAP divided by the clean mAP (1: no attack hurt the ranking; 0: every cell destroyed). Compare scores of "
