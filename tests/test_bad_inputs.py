@@ -584,7 +584,7 @@ def test_a_training_or_attack_into_a_locked_folder_refuses(command, data_root, c
 
 def test_two_trainings_into_one_folder_at_once_the_second_is_refused(data_root, tmp_path):
     out = tmp_path / "t"
-    argv = ["train", *data_args(data_root), *TRAIN_SMALL, "--epochs", "300", "--out", str(out)]
+    argv = ["train", *data_args(data_root), *TRAIN_SMALL, "--epochs", "30000", "--out", str(out)]
     first = spawn(argv)
     try:
         deadline = time.monotonic() + 300
