@@ -31,7 +31,8 @@ from metricattack.errors import InputError
 from metricattack.evaluation import pairwise_distance
 from metricattack.experiment.chunks import STAGE_PREFIX
 from metricattack.experiment.exposure import ImpostorDistances, exposure
-from metricattack.experiment.step_attack import attack_sides, margin_thresholds, setting_losses
+from metricattack.experiment.goals import GOAL_RANK
+from metricattack.experiment.step_attack import attack_sides, setting_losses
 
 if TYPE_CHECKING:
     from metricattack.experiment.campaign import Campaign
@@ -178,9 +179,9 @@ class AutoAttack:
             reference = campaign.gallery if reference_slot == 0 else campaign.query
             thresholds = ranked_by = None
             if reference_slot == 1:  # gallery side: each reference query ranks the attacked images against its impostors
-                thresholds = margin_thresholds(campaign, sources, references)
                 ranked_by = [ImpostorDistances(queries, campaign.clean_features(named)[1], named.model.spec, campaign.query, campaign.gallery)
                              for queries, named in zip(references, sources)]  # fmt: skip
+                thresholds = [ranked.kth(GOAL_RANK) for ranked in ranked_by]  # the margin's, from the same distances
             return AutoEnsemble(setting, sources, eps, steps, reference.pids.to(campaign.device), thresholds, ranked_by)
 
         return attack_sides(campaign, setting, sources, folder, make_attack, steps)

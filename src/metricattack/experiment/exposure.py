@@ -45,6 +45,13 @@ class ImpostorDistances:
             rows.append(distances.masked_fill(~impostors, float("inf")).sort(dim=1).values)
         self.sorted = torch.cat(rows) if rows else torch.zeros(0, len(gallery_pids), device=device)  # (R,G), inf-padded
 
+    def kth(self, k: int) -> torch.Tensor:
+        """Per reference (R,), the distance to its k-th nearest impostor (the farthest if fewer; inf if none), as
+        ``goals.ranking_thresholds`` gives it: the distance a match must exceed to be ranked behind k impostors."""
+        nearest = self.sorted[:, :k]  # inf past the last impostor
+        position = torch.isfinite(nearest).sum(dim=1).clamp(min=1) - 1
+        return nearest.gather(1, position[:, None]).squeeze(1)
+
     def reciprocal_ranks(self, distances: torch.Tensor, own_valid: torch.Tensor) -> torch.Tensor:
         """Per image (B,), the mean over its counted own references of 1 / (1 + impostors ranked ahead of it);
         0 for an image without any."""
