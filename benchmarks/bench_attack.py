@@ -27,6 +27,9 @@ from results_file import append_section
 
 from metricattack.experiment.setting import AttackSetting, NamedModel
 from metricattack.experiment.campaign import Campaign
+from metricattack.experiment.options import Reading
+from metricattack.experiment.registry import run_attack
+from metricattack.models.deployment import Deployment
 from metricattack.data.images import quantize
 from metricattack.attacks.steps import default_iterations
 from metricattack.experiment.inputs import load_data
@@ -94,18 +97,18 @@ def main() -> None:
     device = choose_device(args.device)
     model, _ = load_model()
     named = NamedModel("default", model)
-    campaign = Campaign(load_data(None, None), [named], [named], device, batch_size=args.batch_size, progress=False)
+    campaign = Campaign(load_data(None, None), [named], [named], Deployment(device), Reading(args.batch_size, progress=False))
     campaign.clean_features(named)  # computed once per campaign, outside every timing
     setting = AttackSetting("ifgsm", args.eps, "gallery")
     ours, bare, steps, attacked = [], [], 0, 0
     paper_runs, fast_runs = [], []
     for _ in range(args.repeats):
-        outcome = campaign.attack(setting)
+        outcome = run_attack(campaign, setting, campaign.sources)
         ours.append(outcome.seconds)
         steps, attacked = outcome.num_steps, len(outcome.gallery_indices)
         bare.append(bare_passes(campaign, outcome.gallery_indices, steps))
         paper_runs.append(paper_loop(campaign, args.eps))
-        fast_runs.append(campaign.attack(AttackSetting("ifgsm", args.eps, "gallery", schedule="fast")))
+        fast_runs.append(run_attack(campaign, AttackSetting("ifgsm", args.eps, "gallery", schedule="fast"), campaign.sources))
     ratio = min(ours) / min(bare)
     paper_indices, paper_images, paper_evaluations, _ = paper_runs[0]
     paper_seconds = min(run[3] for run in paper_runs)

@@ -27,6 +27,10 @@ from results_file import append_section
 
 from metricattack.experiment.setting import AttackSetting
 from metricattack.experiment.campaign import Campaign
+from metricattack.experiment.options import EvaluationProtocol, Reading
+from metricattack.experiment.registry import run_attack
+from metricattack.experiment.scoring import result_rows
+from metricattack.models.deployment import Deployment
 from metricattack.data.base import ReIDData
 from metricattack.defenses import build_defense
 from metricattack.experiment.inputs import load_data, model_from_reference
@@ -78,12 +82,13 @@ def main() -> None:
     for reference in args.models:
         seed_everything(args.seed)
         named = model_from_reference(reference)
-        campaign = Campaign(data, [named], [named], device, batch_size=args.batch_size, seed=args.seed, progress=False)
+        campaign = Campaign(data, [named], [named], Deployment(device), Reading(args.batch_size, progress=False),
+                            EvaluationProtocol(seed=args.seed))
         clean = campaign.clean_metrics(named).mAP
         cells = [reference, *training_cost(reference), f"{100 * clean:.1f}"]
         for _, setting in (SETTINGS[a] for a in args.attacks):
             started = time.perf_counter()
-            _, (row,) = campaign.run(setting)
+            (row,) = result_rows(campaign, run_attack(campaign, setting, campaign.sources), campaign.sources)
             cells += [f"{100 * row['mAP']:.1f}", f"{100 * row['mAP'] / clean:.1f} %"]
             print(f"{reference} {setting.key}: mAP {100 * row['mAP']:.1f} ({time.perf_counter() - started:.0f} s)", flush=True)
         rows.append(cells)

@@ -24,6 +24,8 @@ import torch
 from results_file import append_section
 
 from metricattack.experiment.campaign import Campaign
+from metricattack.experiment.options import Reading
+from metricattack.models.deployment import Deployment
 from metricattack.experiment.setting import NamedModel
 from metricattack.attacks.losses import NonTargetedMetricLoss
 from metricattack.data.subset import subset_query_identities
@@ -86,7 +88,7 @@ def main() -> None:
     data = load_data(None, None, progress=False)
     if args.subset:
         data = subset_query_identities(data, args.subset, 0)
-    campaign = Campaign(data, [named], [named], torch.device("cpu"), progress=False)
+    campaign = Campaign(data, [named], [named], Deployment(torch.device("cpu")), Reading(progress=False))
     grads, forwards = plan_passes(campaign)
     grad_wall, grad_cpu = seconds_per_image(campaign, named, args.batches, gradient=True)
     forward_wall, forward_cpu = seconds_per_image(campaign, named, args.batches, gradient=False)

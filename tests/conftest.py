@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import torch
 
@@ -17,6 +19,15 @@ TINY = SyntheticConfig(train_ids=12, test_ids=8, cameras=3, height=64, width=32,
 def private_cache(tmp_path_factory, monkeypatch):
     """Keep tests out of the user's cache folder."""
     monkeypatch.setenv("METRICATTACK_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """During the test SIGINT raises KeyboardInterrupt, as in a process started from a terminal, whatever the
+    launch context (a background job of a script starts with SIGINT ignored); then the handler from before is back."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="session")

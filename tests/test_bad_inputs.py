@@ -642,13 +642,46 @@ def test_any_size_whose_one_batch_cannot_fit_is_refused_before_any_work(command,
     assert not out.exists()
 
 
-# --- non-finite training --------------------------------------------------------------------------------
+# --- non-finite training and attacks: valid input, a computation that went NaN (exit code 3) ---------------------
+NUMERICAL_EXIT_CODE = 3  # docs/files-and-errors.md#exit-codes
+
+SLOPE_MODULE = """
+import torch
+from torch import nn
+
+
+class InfiniteSlope(nn.Module):
+    \"\"\"Finite features (channel means), but sqrt(|x - x|) adds 0 with an infinite slope: the input gradient is NaN.\"\"\"
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3)) + (x - x.detach()).abs().sqrt().mean(dim=(2, 3))
+
+
+def build():
+    return InfiniteSlope()
+"""
+
+
 def test_training_that_diverges_stops_with_one_line_naming_the_epoch(data_root, tmp_path):
     argv = ["train", *data_args(data_root), *TRAIN_SMALL, "--epochs", "2", "--lr", "1e35", "--warmup-epochs", "0",
             "--out", str(tmp_path / "t")]  # fmt: skip
     code, lines, _ = run_cli(argv)
-    assert code == 2
+    assert code == NUMERICAL_EXIT_CODE
     assert_one_error_line(lines, "input", ("training epoch ", "not finite", "--lr"))
+
+
+def test_an_attack_whose_gradient_is_nan_stops_with_one_line_and_exit_code_3(data_root, tmp_path, monkeypatch):
+    (tmp_path / "slopenet.py").write_text(SLOPE_MODULE)
+    monkeypatch.chdir(tmp_path)  # python: models are imported from the current directory
+    monkeypatch.delitem(sys.modules, "slopenet", raising=False)
+    out = tmp_path / "out"
+    argv = ["attack", *data_args(data_root), "--model", "python:slopenet:build", "--input-size", "32", "16",
+            "--steps", "3", "--out", str(out)]  # fmt: skip
+    code, lines, _ = run_cli(argv)
+    sys.modules.pop("slopenet", None)
+    assert code == NUMERICAL_EXIT_CODE
+    line = assert_one_error_line(lines, "input", ("non-finite attack loss or gradient (step 1 of 3",))
+    assert "bad input" not in line and not (out / "results.json").exists()
 
 
 # --- interruption: a real process, a real signal ----------------------------------------------------------

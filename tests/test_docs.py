@@ -248,11 +248,11 @@ def test_every_yaml_example_names_options_of_its_command(where, text, parser_and
 
 def check_yaml_value(where: str, key: str, value, action: argparse.Action) -> None:
     if key == "settings":
+        from metricattack.experiment.registry import check_setting
         from metricattack.experiment.setting import AttackSetting
 
         for number, entry in enumerate(value, 1):
-            setting = AttackSetting(**{k: v for k, v in entry.items() if k not in ("source", "series")})
-            setting.validate()
+            check_setting(AttackSetting(**{k: v for k, v in entry.items() if k not in ("source", "series")}))
         return
     for item in value if isinstance(value, list) else [value]:
         if isinstance(item, dict) or action.type is None or isinstance(item, bool):

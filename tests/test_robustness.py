@@ -8,13 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from metricattack.experiment.setting import AttackSetting, NamedModel
 from metricattack.experiment.campaign import Campaign
+from metricattack.experiment.setting import AttackSetting, NamedModel
 from metricattack.evaluation import evaluate_ranking, pairwise_distance
 from metricattack.experiment.plans import Job
 from metricattack.experiment.sanity import ZeroBallSetting, chance_map, collapse_check, convergence_check, embedding_shift, eps_zero_check, expected_random_ap, gradient_check, large_eps_check, monotone_check, sanity_checks, transfer_check
 from metricattack.evaluation.distance import paired_distance
 from metricattack.experiment.sweep import run_sweep
+from campaigns import attack, run
+from campaigns import make_campaign as campaign_of
 
 
 class Wrapped(nn.Module):
@@ -38,8 +40,8 @@ class Wrapped(nn.Module):
 
 
 def make_campaign(data, *models: NamedModel, quantize: bool = True) -> Campaign:
-    return Campaign(data, [models[0]], list(models), torch.device("cpu"), batch_size=16, seed=0,
-                    quantize_images=quantize, progress=False)  # fmt: skip
+    return campaign_of(data, [models[0]], list(models), torch.device("cpu"), batch_size=16, seed=0,
+                       quantize_images=quantize, progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +62,7 @@ def wrapped(tiny_data, tiny_model, how: str) -> tuple[Campaign, NamedModel]:
 # --- eps 0 ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("side", ["gallery", "query", "both"])
 def test_a_ball_of_radius_zero_returns_the_clean_images_bit_for_bit(campaign, side):
-    outcome = campaign.attack(ZeroBallSetting("pgd", 0.0, side, steps=3, restarts=2))
+    outcome = attack(campaign, ZeroBallSetting("pgd", 0.0, side, steps=3, restarts=2))
     for part in {"both": ("query", "gallery")}.get(side, (side,)):
         indices = getattr(outcome, f"{part}_indices")
         clean = getattr(campaign, part).images[indices].float() / 255
@@ -139,7 +141,7 @@ def test_a_collapsed_model_is_flagged_and_a_trained_one_is_not(tiny_data, tiny_m
 
 # --- embedding shift ----------------------------------------------------------------------------
 def test_embedding_shift_is_the_mean_distance_moved_by_the_attacked_images(campaign, tiny, tiny_model):
-    outcome, _ = campaign.run(AttackSetting("ifgsm", 4.0, "both", steps=2))
+    outcome, _ = run(campaign, AttackSetting("ifgsm", 4.0, "both", steps=2))
     clean_query, clean_gallery = campaign.clean_features(tiny)
     distances = []
     for images, indices, clean in ((outcome.query_images, outcome.query_indices, clean_query),

@@ -18,12 +18,12 @@ import metricattack
 from conftest import random_checkpoint, synth_root
 from metricattack.attacks.attack import MetricAttack
 from metricattack.experiment.setting import AttackSetting, NamedModel
-from metricattack.experiment.campaign import Campaign
 from metricattack.experiment.chunks import FolderChunks
 from metricattack.experiment import step_attack
 from metricattack.cli import main
 from metricattack.data.images import read_images
 from metricattack.system.signals import HELD_MESSAGE, Terminated, deferred_signals
+from campaigns import attack, make_campaign, run
 
 SMALL = ["--train-ids", "4", "--test-ids", "6", "--cameras", "2", "--height", "32", "--width", "16"]
 # Keys whose values are the run's own (when, how long, which command), not its results.
@@ -85,7 +85,7 @@ def env() -> dict:
 # --- images from disk ----------------------------------------------------------------------------------
 def test_a_side_reads_the_same_images_as_reading_the_whole_split(tiny_data, tiny_model):
     named = NamedModel("tiny", tiny_model)
-    campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=3, progress=False, chunk_size=5)
+    campaign = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=3, progress=False, chunk_size=5)
     everything = read_images(tiny_data.gallery, 7)
     chosen = torch.tensor([len(tiny_data.gallery) - 1, 0, 5, 5, 2])
     assert torch.equal(campaign.gallery.read(chosen), everything[chosen])
@@ -99,8 +99,8 @@ def test_the_chunk_size_changes_neither_the_images_nor_the_metrics(tiny_data, ti
     named = NamedModel("tiny", tiny_model)
     outcomes = {}
     for chunk_size in (3, 1024):
-        campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=chunk_size)
-        outcome, rows = campaign.run(AttackSetting("mifgsm", 4.0, "both", steps=3))
+        campaign = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=chunk_size)
+        outcome, rows = run(campaign, AttackSetting("mifgsm", 4.0, "both", steps=3))
         outcomes[chunk_size] = (outcome, rows)
     (small, small_rows), (large, large_rows) = outcomes[3], outcomes[1024]
     assert len(small.gallery.ranges()) > 2 and len(large.gallery.ranges()) == 1
@@ -110,7 +110,7 @@ def test_the_chunk_size_changes_neither_the_images_nor_the_metrics(tiny_data, ti
 
 def test_chunks_are_whole_batches_so_every_image_meets_the_same_batch(tiny_data, tiny_model):
     named = NamedModel("tiny", tiny_model)
-    sizes = {chunk: Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=4, progress=False,
+    sizes = {chunk: make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=4, progress=False,
                              chunk_size=chunk).chunk_size for chunk in (1, 3, 4, 5, 8, 1024)}  # fmt: skip
     assert sizes == {1: 4, 3: 4, 4: 4, 5: 8, 8: 8, 1024: 1024}
 
@@ -118,9 +118,9 @@ def test_chunks_are_whole_batches_so_every_image_meets_the_same_batch(tiny_data,
 def test_a_stored_setting_is_reused_chunk_by_chunk(tiny_data, tiny_model, tmp_path, monkeypatch):
     """Chunks found in the folder are not attacked again, and give the same results as attacking them."""
     named = NamedModel("tiny", tiny_model)
-    campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=4)
+    campaign = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=4)
     setting = AttackSetting("pgd", 4.0, "gallery", steps=2, restarts=2)  # random starts: seeded per chunk
-    fresh, fresh_rows = campaign.run(setting, folder=tmp_path / "first")
+    fresh, fresh_rows = run(campaign, setting, folder=tmp_path / "first")
     chunks = sorted((tmp_path / "first").glob("*.safetensors"))
     assert len(chunks) == len(fresh.gallery.ranges()) > 2
     for path in chunks[len(chunks) // 2 :]:  # as if stopped half-way
@@ -128,7 +128,7 @@ def test_a_stored_setting_is_reused_chunk_by_chunk(tiny_data, tiny_model, tmp_pa
     calls = []
     perturb = MetricAttack.perturb
     monkeypatch.setattr(MetricAttack, "perturb", lambda self, images, *a, **k: calls.append(len(images)) or perturb(self, images, *a, **k))
-    resumed, resumed_rows = campaign.run(setting, folder=tmp_path / "first")
+    resumed, resumed_rows = run(campaign, setting, folder=tmp_path / "first")
     assert sum(calls) == sum(stop - start for start, stop in fresh.gallery.ranges()[len(chunks) // 2 :])
     assert torch.equal(resumed.gallery_images, fresh.gallery_images)
     assert_same_rows(resumed_rows, fresh_rows)  # pass counts too: stored with each chunk
@@ -138,9 +138,9 @@ def test_a_stop_inside_a_chunk_resumes_from_its_last_saved_batch(tiny_data, tiny
     """An interrupted chunk keeps its finished batches with its generator's state: the resumed run attacks only the
     rest and makes the images (and pass counts) of an uninterrupted run."""
     named = NamedModel("tiny", tiny_model)
-    campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=8)
+    campaign = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=8)
     setting = AttackSetting("pgd", 4.0, "gallery", steps=2, restarts=2)  # random starts: the generator must go on where it was
-    fresh, fresh_rows = campaign.run(setting, folder=tmp_path / "fresh")
+    fresh, fresh_rows = run(campaign, setting, folder=tmp_path / "fresh")
     monkeypatch.setattr(step_attack, "PARTIAL_SECONDS", 0.0)  # keep the finished batches after every batch
     calls, perturb = [], MetricAttack.perturb
 
@@ -152,20 +152,20 @@ def test_a_stop_inside_a_chunk_resumes_from_its_last_saved_batch(tiny_data, tiny
 
     monkeypatch.setattr(MetricAttack, "perturb", stopping)
     with pytest.raises(KeyboardInterrupt):
-        campaign.run(setting, folder=tmp_path / "stopped")
+        run(campaign, setting, folder=tmp_path / "stopped")
     assert len(list((tmp_path / "stopped").glob("*.partial.safetensors"))) == 1
     calls.clear()
     monkeypatch.setattr(MetricAttack, "perturb", lambda self, images, *a, **k: calls.append(len(images)) or perturb(self, images, *a, **k))
-    resumed, resumed_rows = campaign.run(setting, folder=tmp_path / "stopped")
+    resumed, resumed_rows = run(campaign, setting, folder=tmp_path / "stopped")
     assert sum(calls) == len(fresh.gallery) - 8 - 4  # the first chunk stored, two batches of the second kept
     assert torch.equal(resumed.gallery_images, fresh.gallery_images)
     assert_same_rows(resumed_rows, fresh_rows)
     assert not list((tmp_path / "stopped").glob("*.partial.safetensors"))
 
 
-def test_a_signal_during_a_chunks_last_batch_keeps_the_whole_chunk(tiny_data, tiny_model, tmp_path, monkeypatch):
+def test_a_signal_during_a_chunks_last_batch_keeps_the_whole_chunk(tiny_data, tiny_model, tmp_path, monkeypatch, sigint_as_in_a_terminal):
     named = NamedModel("tiny", tiny_model)
-    campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=8)
+    campaign = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=2, progress=False, chunk_size=8)
     calls, perturb = [], MetricAttack.perturb
 
     def interrupted(self, images, *args, **kwargs):
@@ -176,7 +176,7 @@ def test_a_signal_during_a_chunks_last_batch_keeps_the_whole_chunk(tiny_data, ti
 
     monkeypatch.setattr(MetricAttack, "perturb", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        campaign.attack(AttackSetting("ifgsm", 4.0, "gallery", steps=2), folder=tmp_path)
+        attack(campaign, AttackSetting("ifgsm", 4.0, "gallery", steps=2), folder=tmp_path)
     assert len(calls) == 4 and FolderChunks(tmp_path).load("gallery-00000000-00000008") is not None
     assert not list(tmp_path.glob("*.partial.safetensors"))
 
@@ -196,19 +196,20 @@ def test_a_partial_chunk_of_another_batch_size_device_or_image_kind_is_not_resum
 
 def test_a_damaged_chunk_file_is_attacked_again(tiny_data, tiny_model, tmp_path):
     named = NamedModel("tiny", tiny_model)
-    campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=4, progress=False, chunk_size=4)
+    campaign = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=4, progress=False, chunk_size=4)
     setting = AttackSetting("ifgsm", 4.0, "gallery", steps=2)
-    fresh = campaign.attack(setting, folder=tmp_path)
+    fresh = attack(campaign, setting, folder=tmp_path)
     path = sorted(tmp_path.glob("*.safetensors"))[0]
     path.write_bytes(path.read_bytes()[:100])
     assert FolderChunks(tmp_path).load(path.stem) is None
-    again = campaign.attack(setting, folder=tmp_path)
+    again = attack(campaign, setting, folder=tmp_path)
     assert torch.equal(again.gallery_images, fresh.gallery_images)
 
 
 # --- signals -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("signum,error", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)])
-def test_a_signal_inside_a_chunk_takes_effect_when_the_chunk_ends(signum, error, capsys):
+def test_a_signal_inside_a_chunk_takes_effect_when_the_chunk_ends(signum, error, capsys, sigint_as_in_a_terminal):
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     finished = []
     with pytest.raises(error):
         with deferred_signals():
@@ -223,7 +224,7 @@ def test_a_signal_inside_a_chunk_takes_effect_when_the_chunk_ends(signum, error,
             os.kill(os.getpid(), signum)
             finished.append(False)
     assert finished == [True]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert {number: signal.getsignal(number) for number in before} == before  # the handlers from before are back
 
 
 def test_a_run_killed_inside_a_setting_resumes_to_the_uninterrupted_results(data_root, checkpoint, tmp_path):
@@ -291,8 +292,8 @@ def test_evaluation_a_few_queries_at_a_time_equals_the_whole_matrix(tiny_data, t
     results = []
     for chunk_bytes in (ranking._CHUNK_BYTES, 1):  # the default; then one query row at a time
         monkeypatch.setattr(ranking, "_CHUNK_BYTES", chunk_bytes)
-        campaign = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=8, progress=False)
-        outcome, rows = campaign.run(setting)
+        campaign = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=8, progress=False)
+        outcome, rows = run(campaign, setting)
         metrics, distances = campaign.evaluate(named, *campaign.clean_features(named))
         summary = campaign.clean_evaluation(named)[1]
         results.append((rows, metrics, summary, outcome.rankings["tiny"], len(distances.ranges())))

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from metricattack.experiment.setting import AttackSetting, NamedModel
-from metricattack.experiment.campaign import Campaign
 from metricattack.cli import main
 from metricattack.cli.parser import build_parser
+from metricattack.cli.train import train_command
 from metricattack.experiment.inputs import load_data
 from metricattack.models import build_model, save_checkpoint
 from metricattack.models import zoo
@@ -22,6 +22,8 @@ from metricattack.models.retrieval import evaluate_model
 from metricattack.experiment.sweep import run_sweep
 from metricattack.training import zoo as zoo_training
 from metricattack.training.loop import TrainConfig, train_model
+from metricattack.experiment.registry import check_setting
+from campaigns import evaluate_outcome, make_campaign, run
 
 
 def test_source_groups_are_singles_then_leave_one_out_ensembles():
@@ -35,15 +37,15 @@ def test_transfer_sweep_has_a_row_per_group_and_target_and_resumes(tiny_data, ti
     torch.manual_seed(1)
     other = build_model("compact", input_size=(64, 32)).eval()  # random weights: another model to transfer to
     models = [NamedModel("tiny", tiny_model), NamedModel("other", other), NamedModel("third", tiny_model)]
-    campaign = Campaign(tiny_data, models[:1], models, torch.device("cpu"), batch_size=16, progress=False)
+    campaign = make_campaign(tiny_data, models[:1], models, torch.device("cpu"), batch_size=16, progress=False)
     settings = [AttackSetting("fgsm", 4, side="query")]
     record = run_sweep(campaign, settings, tmp_path, "test", examples=1, source_groups=source_groups(models))
     pairs = [(row["source"], row["target"]) for row in record["results"]]
     sources = ["tiny", "other", "third", "other+third", "tiny+third", "tiny+other"]
     assert pairs == [(s, t) for s in sources for t in ("tiny", "other", "third")]
     # the white-box row of a single source is what a one-model campaign gets
-    alone, _ = campaign.run(settings[0], sources=models[:1])
-    assert record["results"][0]["mAP"] == pytest.approx(campaign.evaluate_outcome(alone, models[0])[0]["mAP"])
+    alone, _ = run(campaign, settings[0], sources=models[:1])
+    assert record["results"][0]["mAP"] == pytest.approx(evaluate_outcome(campaign, alone, models[0])[0]["mAP"])
     again = run_sweep(campaign, settings, tmp_path, "test", resume=True, examples=1, source_groups=source_groups(models))
     assert [row["seconds"] for row in again["results"]] == [row["seconds"] for row in record["results"]]
 
@@ -82,7 +84,7 @@ def test_yaml_run_with_uap_blackbox_and_a_transfer_target_builds_every_section(t
 def test_every_plan_validates_and_the_transfer_plan_names_zoo_models():
     for plan in PLANS.values():
         for item in plan.settings:
-            getattr(item, "setting", item).validate()  # a Job wraps its setting
+            check_setting(getattr(item, "setting", item))  # a Job wraps its setting
     assert set(PLANS["transfer"].models) <= set(zoo.zoo_names())
     assert {"compact", "mobilenet_v3_small", "resnet18"} <= set(zoo.zoo_names())
 
@@ -91,7 +93,7 @@ def test_every_plan_validates_and_the_transfer_plan_names_zoo_models():
 def test_each_zoo_command_is_a_valid_train_command_with_the_entrys_options(name):
     entry = zoo.zoo_entry(name)
     parser, _ = build_parser()
-    args = parser.parse_args(shlex.split(entry.command)[1:])
+    args = parser.parse_args(shlex.split(train_command(entry))[1:])
     config = TrainConfig(**entry.train_options)
     assert all(getattr(args, key) == value for key, value in asdict(config).items() if key not in ("batch_size", "milestones"))
     assert args.model == entry.arch
@@ -104,8 +106,8 @@ def test_a_zoo_model_is_trained_on_first_use_like_the_train_command_then_cached(
                          {"input_size": (64, 32)})  # fmt: skip
     monkeypatch.setitem(zoo.ZOO, "tiny_zoo", entry)
     assert not zoo.zoo_available("tiny_zoo")
-    model, meta = zoo_training.obtain_zoo_model("tiny_zoo", tiny_data, torch.device("cpu"), progress=False)
-    assert zoo.zoo_available("tiny_zoo") and meta["train_command"] == entry.command
+    model, meta = zoo_training.obtain_zoo_model("tiny_zoo", tiny_data, torch.device("cpu"), train_command(entry), progress=False)
+    assert zoo.zoo_available("tiny_zoo") and meta["train_command"] == train_command(entry)
     torch.manual_seed(4)  # what `metricattack train --seed 4` does before building the model
     direct = build_model("compact", num_classes=tiny_data.num_train_pids, input_size=(64, 32))
     train_model(direct, tiny_data.train, TrainConfig(**entry.train_options), zoo.cache_root() / "direct", torch.device("cpu"),
@@ -114,7 +116,7 @@ def test_a_zoo_model_is_trained_on_first_use_like_the_train_command_then_cached(
         torch.testing.assert_close(model.state_dict()[key], value)
     assert meta["clean_metrics"]["mAP"] == pytest.approx(evaluate_model(direct, tiny_data, torch.device("cpu"), progress=False).mAP)
     monkeypatch.setattr(zoo_training, "train_model", lambda *a, **k: pytest.fail("trained twice"))
-    zoo_training.obtain_zoo_model("tiny_zoo", tiny_data, torch.device("cpu"), progress=False)
+    zoo_training.obtain_zoo_model("tiny_zoo", tiny_data, torch.device("cpu"), train_command(entry), progress=False)
 
 
 @pytest.mark.parametrize("name", [n for n in zoo.zoo_names() if zoo.ZOO[n].shipped and n != "compact"])
@@ -128,13 +130,13 @@ def test_shipped_zoo_weights_are_small_fp16_and_keep_their_metrics(name, monkeyp
     assert {t.dtype for t in load_file(str(path)).values() if t.is_floating_point()} == {torch.float16}
     metrics = evaluate_model(model, load_data(None, None, progress=False), torch.device("cpu"), progress=False)
     assert metrics.mAP == pytest.approx(meta["clean_metrics"]["mAP"], abs=2e-3)  # measured with the fp16 weights
-    assert meta["train_command"] == zoo.zoo_entry(name).command
+    assert meta["train_command"] == train_command(zoo.zoo_entry(name))
 
 
 def test_zoo_list_prints_every_model_and_an_unknown_zoo_name_is_one_line(capsys, tmp_path):
     assert main(["zoo", "--list"]) == 0
     printed = capsys.readouterr().out
     for name in zoo.zoo_names():
-        assert f"| {name} |" in printed and zoo.zoo_entry(name).command in printed
+        assert f"| {name} |" in printed and train_command(zoo.zoo_entry(name)) in printed
     assert main(["run", "--zoo-model", "nope", "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     assert "unknown zoo model 'nope' (expected one of compact, " in capsys.readouterr().err

@@ -1,9 +1,14 @@
-"""The error type for bad user input (the CLI prints its message on one line and exits with 2), the one line
-that says what a foreign exception was, and whether one means that memory ran out."""
+"""The error types the CLI prints as one line (bad user input: exit code 2; a computation that went NaN or
+infinite on valid input: exit code 3), the one line that says what a foreign exception was, and whether one
+means that memory ran out."""
 
 
 class InputError(ValueError):
     """Bad user input (a path, option or file that is not what was expected)."""
+
+
+class NumericalError(ArithmeticError):
+    """A computation on valid input went NaN or infinite (an attack's loss or gradient, a training loss)."""
 
 
 def first_line(exc: BaseException, with_type: bool = False) -> str:

@@ -16,6 +16,7 @@ from metricattack.data.images import as_fraction, read_images
 from metricattack.errors import InputError
 from metricattack.experiment.sanity import ZeroBallSetting
 from metricattack.experiment.setting import AttackSetting
+from metricattack.experiment.registry import check_setting
 
 from .test_steps import EPS, images, quadratic_objective
 
@@ -163,7 +164,7 @@ def test_stays_in_the_ball_and_the_range_and_follows_the_seed(norm):
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_a_zero_ball_returns_the_clean_images_exactly(norm):
     rule = ZeroBallSetting("apgd", 0.0, "gallery", norm=norm, steps=6, restarts=2).step_rule()
-    assert isinstance(rule, APGD) and rule.eps == 0.0
+    assert isinstance(rule.rule, APGD) and rule.eps == 1 / 255  # built through the constructor; the mask makes the ball 0
     assert torch.equal(rule.run(images(), quadratic_objective(), torch.Generator().manual_seed(0)), images())
 
 
@@ -228,9 +229,9 @@ def test_step_size_is_refused_and_options_are_checked():
     with pytest.raises(InputError, match=r"--attack apgd does not take --step-size \(it takes --steps, --norm, --restarts\)"):
         build_step_rule("apgd", 4 / 255, step_size=1 / 255)
     with pytest.raises(InputError, match="--attack apgd does not take --step-size"):
-        AttackSetting("apgd", 4.0, step_size=1.0).validate()
+        check_setting(AttackSetting("apgd", 4.0, step_size=1.0))
     with pytest.raises(InputError, match="--attack apgd does not take --schedule"):
-        AttackSetting("apgd", 4.0, schedule="fast").validate()
+        check_setting(AttackSetting("apgd", 4.0, schedule="fast"))
     with pytest.raises(InputError, match="--steps must be an integer >= 1, got 0"):
         APGD(4 / 255, steps=0)
     with pytest.raises(InputError, match="--restarts must be an integer >= 1"):

@@ -12,10 +12,11 @@ from metricattack.errors import InputError
 from metricattack.evaluation import pairwise_distance
 from metricattack.evaluation.ranking import evaluate_ranking, valid_mask
 from metricattack.experiment.auto import STAGES, AutoEnsemble
-from metricattack.experiment.campaign import Campaign
 from metricattack.experiment.exposure import ImpostorDistances, average_precision
 from metricattack.experiment.robustness_score import robustness_score, robustness_scores, score_lines
 from metricattack.experiment.setting import AttackSetting, NamedModel
+from metricattack.experiment.registry import check_setting
+from campaigns import attack, evaluate_outcome, make_campaign, run
 
 
 def test_average_precision_is_the_evaluations_ap_query_by_query():
@@ -47,7 +48,7 @@ def test_reciprocal_ranks_by_hand():
 @pytest.fixture(scope="module")
 def campaign(tiny_data, tiny_model):
     named = NamedModel("tiny", tiny_model)
-    return Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0, progress=False)
+    return make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0, progress=False)
 
 
 def test_impostor_distances_rank_like_a_loop(campaign):
@@ -98,7 +99,7 @@ def test_auto_keeps_per_image_the_most_damaging_stage_and_records_each_stages_pa
         return best
 
     monkeypatch.setattr(AutoEnsemble, "perturb", keeping)
-    outcome = campaign.attack(AttackSetting("auto", 3.0, side, steps=4))
+    outcome = attack(campaign, AttackSetting("auto", 3.0, side, steps=4))
     assert kept and found
     start = 0
     for stop, exposure, reached in kept:  # each batch: its stages' candidates, then what was kept
@@ -118,14 +119,14 @@ def test_auto_keeps_per_image_the_most_damaging_stage_and_records_each_stages_pa
 
 @pytest.mark.parametrize("side", ["query", "gallery"])
 def test_auto_is_at_least_as_strong_as_apgd_on_either_objective(campaign, side):
-    auto = campaign.run(AttackSetting("auto", 3.0, side, steps=6))[1][0]["mAP"]
-    alone = [campaign.run(AttackSetting("apgd", 3.0, side, steps=6, attack_loss=loss))[1][0]["mAP"] for loss in ("paper", "margin")]
+    auto = run(campaign, AttackSetting("auto", 3.0, side, steps=6))[1][0]["mAP"]
+    alone = [run(campaign, AttackSetting("apgd", 3.0, side, steps=6, attack_loss=loss))[1][0]["mAP"] for loss in ("paper", "margin")]
     clean = campaign.clean_result(campaign.targets[0], campaign.pipelines[0])["mAP"]
     assert auto <= min(alone) + 0.005 and auto < clean
 
 
 def test_l2_auto_has_no_rank_only_search(campaign):
-    outcome = campaign.attack(AttackSetting("auto", 128.0, "query", norm="l2", steps=3))
+    outcome = attack(campaign, AttackSetting("auto", 128.0, "query", norm="l2", steps=3))
     assert outcome.stages["square"]["images"] == 0 and outcome.stages["apgd-paper"]["images"] > 0
 
 
@@ -136,7 +137,7 @@ def test_l2_auto_has_no_rank_only_search(campaign):
 )  # fmt: skip
 def test_auto_refuses_the_options_it_fixes(changes, message):
     with pytest.raises(InputError, match=message):
-        replace(AttackSetting("auto", 8.0), **changes).validate()
+        check_setting(replace(AttackSetting("auto", 8.0), **changes))
 
 
 def test_the_robustness_score_by_hand():
@@ -170,9 +171,9 @@ def test_auto_with_a_ball_of_radius_0_gives_the_clean_metrics_exactly(campaign, 
         self.search.eps = 0.0
 
     monkeypatch.setattr(AutoEnsemble, "__init__", zero_ball)
-    outcome = campaign.attack(AttackSetting("auto", 1.0, "both", steps=3))
+    outcome = attack(campaign, AttackSetting("auto", 1.0, "both", steps=3))
     named = campaign.sources[0]
-    attacked, _ = campaign.evaluate_outcome(outcome, named)
+    attacked, _ = evaluate_outcome(campaign, outcome, named)
     clean = campaign.clean_metrics(named).as_dict()
     assert outcome.stages["square"]["images"] > 0  # every stage ran
     assert all(attacked[key] == value for key, value in clean.items())

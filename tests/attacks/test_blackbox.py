@@ -8,15 +8,16 @@ from torch import nn
 
 from metricattack.attacks.blackbox import RankingOracle, SquareRankAttack, rank_score, square_side
 from metricattack.experiment.setting import AttackSetting, NamedModel
-from metricattack.experiment.campaign import Campaign
 from metricattack.errors import InputError
 from metricattack.evaluation import pairwise_distance
+from metricattack.experiment.registry import check_setting
+from campaigns import attack, evaluate_outcome, make_campaign
 
 
 @pytest.fixture(scope="module")
 def campaign(tiny_data, tiny_model):
     named = NamedModel("tiny", tiny_model)
-    return Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0,
+    return make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0,
                     quantize_images=False, progress=False)  # fmt: skip
 
 
@@ -116,9 +117,9 @@ def test_eps_budget_and_progress_against_a_system_given_as_a_plain_function():
 
 def test_budget_zero_is_the_clean_result(campaign):
     named = campaign.targets[0]
-    outcome = campaign.attack(AttackSetting("blackbox", 8, "query", steps=0))
+    outcome = attack(campaign, AttackSetting("blackbox", 8, "query", steps=0))
     assert torch.equal(outcome.query_images, campaign.query.images[outcome.query_indices].float() / 255)
-    attacked, _ = campaign.evaluate_outcome(outcome, named)
+    attacked, _ = evaluate_outcome(campaign, outcome, named)
     clean = campaign.clean_metrics(named).as_dict()
     assert {key: attacked[key] for key in clean} == clean
     assert attacked["top10_overlap"] == 1.0 and attacked["rank1_changed"] == 0.0
@@ -126,13 +127,13 @@ def test_budget_zero_is_the_clean_result(campaign):
 def test_a_budget_lowers_the_rank_score_and_stays_in_the_ball(campaign):
     named = campaign.targets[0]
     eps = 8
-    outcome = campaign.attack(AttackSetting("blackbox", eps, "query", steps=60))
+    outcome = attack(campaign, AttackSetting("blackbox", eps, "query", steps=60))
     originals = campaign.query.images[outcome.query_indices].float() / 255
     assert (outcome.query_images - originals).abs().max() <= eps / 255 + 1e-6
     oracle = RankingOracle(named.model, campaign.clean_features(named)[1], campaign.gallery.pids)
     pids = campaign.query.pids[outcome.query_indices]
     assert rank_score(oracle(outcome.query_images), pids).mean() < rank_score(oracle(originals), pids).mean()
-    again = campaign.attack(AttackSetting("blackbox", eps, "query", steps=60))
+    again = attack(campaign, AttackSetting("blackbox", eps, "query", steps=60))
     assert torch.equal(again.query_images, outcome.query_images)  # seeded
 
 
@@ -148,4 +149,4 @@ def test_a_budget_lowers_the_rank_score_and_stays_in_the_ball(campaign):
 )
 def test_bad_blackbox_settings(setting, message):
     with pytest.raises(InputError, match=message):
-        setting.validate()
+        check_setting(setting)

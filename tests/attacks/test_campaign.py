@@ -10,7 +10,6 @@ import torch
 from metricattack.attacks.attack import MetricAttack
 from metricattack.experiment.chunks import AttackedSide
 from metricattack.experiment.setting import AttackSetting, NamedModel
-from metricattack.experiment.campaign import Campaign
 from metricattack.experiment.targets import first_hit_ranks
 from metricattack.data.images import quantize
 from metricattack.experiment.saved_images import save_adversarial_images
@@ -19,19 +18,20 @@ from metricattack.attacks.steps import STEP_RULES, build_step_rule
 from metricattack.data import load_dataset
 from metricattack.errors import InputError
 from metricattack.evaluation import evaluate_ranking, pairwise_distance
+from campaigns import attack as attack_in, evaluate_outcome, make_campaign, run
 
 
 @pytest.fixture(scope="module")
 def campaign(tiny_data, tiny_model):
     named = NamedModel("tiny", tiny_model)
-    return Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0, progress=False)
+    return make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0, progress=False)
 
 
 @pytest.fixture(scope="module")
 def exact_campaign(tiny_data, tiny_model):
     """The same campaign without 8-bit rounding, to check the eps-ball exactly."""
     named = NamedModel("tiny", tiny_model)
-    return Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0,
+    return make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0,
                     quantize_images=False, progress=False)
 
 
@@ -45,7 +45,7 @@ def originals(campaign, side, indices):
 )
 def test_every_attack_stays_in_the_linf_ball_and_the_image_range(exact_campaign, attack, side, goal):
     eps = 4.0
-    outcome = exact_campaign.attack(AttackSetting(attack, eps, side, goal, steps=None if attack == "fgsm" else 2))
+    outcome = attack_in(exact_campaign, AttackSetting(attack, eps, side, goal, steps=None if attack == "fgsm" else 2))
     for part in ("query", "gallery"):
         indices = getattr(outcome, f"{part}_indices")
         adversarial = getattr(outcome, f"{part}_images")
@@ -60,13 +60,13 @@ def test_every_attack_stays_in_the_linf_ball_and_the_image_range(exact_campaign,
 
 def test_l2_attack_stays_in_the_l2_ball(exact_campaign):
     eps = 64.0
-    outcome = exact_campaign.attack(AttackSetting("pgd", eps, "gallery", norm="l2", steps=3))
+    outcome = attack_in(exact_campaign, AttackSetting("pgd", eps, "gallery", norm="l2", steps=3))
     delta = outcome.gallery_images - originals(exact_campaign, "gallery", outcome.gallery_indices)
     assert delta.flatten(1).norm(dim=1).max() <= eps / 255 + 1e-5
 
 
 def test_quantized_images_are_8_bit_and_within_eps(campaign):
-    outcome = campaign.attack(AttackSetting("ifgsm", 3.0, "gallery", steps=3))
+    outcome = attack_in(campaign, AttackSetting("ifgsm", 3.0, "gallery", steps=3))
     scaled = outcome.gallery_images * 255
     assert torch.allclose(scaled, scaled.round(), atol=1e-4)
     delta = outcome.gallery_images - originals(campaign, "gallery", outcome.gallery_indices)
@@ -74,16 +74,16 @@ def test_quantized_images_are_8_bit_and_within_eps(campaign):
 
 
 def test_the_side_not_attacked_is_unchanged(campaign):
-    outcome = campaign.attack(AttackSetting("ifgsm", 5.0, "gallery"))
+    outcome = attack_in(campaign, AttackSetting("ifgsm", 5.0, "gallery"))
     assert len(outcome.query_indices) == 0
     clean_query, _ = campaign.clean_features(campaign.targets[0])
-    campaign.evaluate_outcome(outcome, campaign.targets[0])
+    evaluate_outcome(campaign, outcome, campaign.targets[0])
     attacked_query, _ = outcome.features["tiny"]
     assert torch.equal(attacked_query, clean_query)
 
 
 def test_gallery_attack_hits_only_images_of_query_identities(campaign):
-    outcome = campaign.attack(AttackSetting("fgsm", 5.0, "gallery"))
+    outcome = attack_in(campaign, AttackSetting("fgsm", 5.0, "gallery"))
     attacked_pids = set(campaign.gallery.pids[outcome.gallery_indices].tolist())
     assert attacked_pids == set(campaign.query.pids.tolist())  # no distractors (0) or junk (-1)
 
@@ -91,17 +91,17 @@ def test_gallery_attack_hits_only_images_of_query_identities(campaign):
 def random_sign_metrics(campaign, eps, generator):
     """mAP after a random +-eps perturbation of the same gallery images."""
     named = campaign.targets[0]
-    outcome = campaign.attack(AttackSetting("fgsm", eps, "gallery"))
+    outcome = attack_in(campaign, AttackSetting("fgsm", eps, "gallery"))
     images = originals(campaign, "gallery", outcome.gallery_indices)
     signs = torch.randint(0, 2, images.shape, generator=generator).float() * 2 - 1
     outcome.gallery = AttackedSide.from_images("gallery", outcome.gallery_indices, quantize((images + eps / 255 * signs).clamp(0, 1)))
-    return campaign.evaluate_outcome(outcome, named)[0]["mAP"]
+    return evaluate_outcome(campaign, outcome, named)[0]["mAP"]
 
 
 def test_ifgsm_lowers_map_more_than_random_noise(campaign):
     named = campaign.targets[0]
     clean = campaign.clean_metrics(named).mAP
-    _, rows = campaign.run(AttackSetting("ifgsm", 8.0, "gallery"))
+    _, rows = run(campaign, AttackSetting("ifgsm", 8.0, "gallery"))
     noise = random_sign_metrics(campaign, 8.0, torch.Generator().manual_seed(0))
     assert clean > 0.3  # the tiny model has learnt something, so the comparison means something
     assert rows[0]["mAP"] < noise - 0.1
@@ -118,8 +118,8 @@ def target_ranks(campaign, distances, queries, targets):
 def test_targeted_attack_raises_the_target_rank(campaign):
     named = campaign.targets[0]
     setting = AttackSetting("ifgsm", 8.0, "query", "targeted")
-    outcome = campaign.attack(setting)
-    result, attacked = campaign.evaluate_outcome(outcome, named)
+    outcome = attack_in(campaign, setting)
+    result, attacked = evaluate_outcome(campaign, outcome, named)
     _, clean = campaign.evaluate(named, *campaign.clean_features(named))
     before = target_ranks(campaign, clean, outcome.query_indices, outcome.query_targets)
     after = target_ranks(campaign, attacked, outcome.query_indices, outcome.query_targets)
@@ -130,29 +130,29 @@ def test_targeted_attack_raises_the_target_rank(campaign):
 
 def test_fixed_target_pid_and_a_missing_one(campaign):
     target = int(campaign.gallery.pids[campaign.gallery.pids > 0][0])
-    outcome = campaign.attack(AttackSetting("fgsm", 5.0, "query", "targeted", target_pid=target))
+    outcome = attack_in(campaign, AttackSetting("fgsm", 5.0, "query", "targeted", target_pid=target))
     assert set(outcome.query_targets.tolist()) == {target}
     assert target not in campaign.query.pids[outcome.query_indices].tolist()
     with pytest.raises(InputError, match="--target-pid 99999: no such identity"):
-        campaign.attack(AttackSetting("fgsm", 5.0, "query", "targeted", target_pid=99999))
+        attack_in(campaign, AttackSetting("fgsm", 5.0, "query", "targeted", target_pid=99999))
 
 
 def test_same_seed_same_images(campaign):
     setting = AttackSetting("pgd", 4.0, "gallery", steps=2)
-    first, second = campaign.attack(setting), campaign.attack(setting)
+    first, second = attack_in(campaign, setting), attack_in(campaign, setting)
     assert torch.equal(first.gallery_images, second.gallery_images)
 
 
 def test_saved_pngs_reload_to_the_metrics_computed_in_memory(campaign, tmp_path):
     named = campaign.targets[0]
-    outcome, rows = campaign.run(AttackSetting("ifgsm", 5.0, "both"))
+    outcome, rows = run(campaign, AttackSetting("ifgsm", 5.0, "both"))
     save_adversarial_images(campaign, outcome, tmp_path)
     (tmp_path / "bounding_box_train").mkdir()
     for sample in campaign.data.train[:1]:
         (tmp_path / "bounding_box_train" / sample.path.split("/")[-1]).write_bytes(open(sample.path, "rb").read())
     reloaded = load_dataset("market1501", tmp_path)
     assert [s.pid for s in reloaded.gallery] == campaign.gallery.pids.tolist()
-    query = Campaign(reloaded, [named], [named], torch.device("cpu"), batch_size=16, progress=False)
+    query = make_campaign(reloaded, [named], [named], torch.device("cpu"), batch_size=16, progress=False)
     metrics = query.clean_metrics(named)
     assert metrics.mAP == pytest.approx(rows[0]["mAP"], abs=1e-6)
     assert metrics.rank(1) == pytest.approx(rows[0]["rank1"], abs=1e-6)
@@ -206,7 +206,7 @@ def test_attack_restores_the_model_mode(tiny_model):
 )
 def test_bad_settings_raise_one_line_errors(campaign, setting, message):
     with pytest.raises(InputError, match=message) as info:
-        campaign.attack(setting)
+        attack_in(campaign, setting)
     assert "\n" not in str(info.value)
 
 
@@ -249,7 +249,7 @@ def paper_gallery_attack(model, query, gallery, attack: str, epsilon: int) -> to
 def test_gallery_attack_makes_the_papers_pixels(campaign, attack):
     """The default objective and --schedule paper reproduce Gen_Adv.py's per-identity loop, 8-bit rounded."""
     model = campaign.sources[0].model
-    outcome = campaign.attack(AttackSetting(attack, 5.0, "gallery"))
+    outcome = attack_in(campaign, AttackSetting(attack, 5.0, "gallery"))
     expected = torch.empty_like(outcome.gallery_images)
     gallery_pids = campaign.gallery.pids[outcome.gallery_indices]
     for pid in gallery_pids.unique().tolist():
@@ -262,14 +262,14 @@ def test_gallery_attack_makes_the_papers_pixels(campaign, attack):
     assert same >= 0.9999
     assert not torch.equal(outcome.gallery_images, originals(campaign, "gallery", outcome.gallery_indices))
     if attack == "ifgsm":  # the mean euclidean distance weights references by 1/distance: other pixels
-        euclidean = campaign.attack(AttackSetting(attack, 5.0, "gallery", attack_distance="euclidean"))
+        euclidean = attack_in(campaign, AttackSetting(attack, 5.0, "gallery", attack_distance="euclidean"))
         assert (euclidean.gallery_images == expected).float().mean().item() < same - 1e-3
 
 
 def test_gradient_passes_count_every_image_step(campaign):
-    paper = campaign.attack(AttackSetting("ifgsm", 5.0, "gallery"))
+    paper = attack_in(campaign, AttackSetting("ifgsm", 5.0, "gallery"))
     assert paper.gradient_passes == len(paper.gallery_indices) * 6
-    fast = campaign.attack(AttackSetting("ifgsm", 5.0, "gallery", schedule="fast"))
+    fast = attack_in(campaign, AttackSetting("ifgsm", 5.0, "gallery", schedule="fast"))
     assert len(fast.gallery_indices) <= fast.gradient_passes < len(fast.gallery_indices) * 5
 
 
@@ -283,7 +283,7 @@ def test_first_hit_ranks_by_hand():
 
 @pytest.mark.parametrize("side,goal", list(itertools.product(("gallery", "query"), ("untargeted", "targeted"))))
 def test_fast_schedule_stays_in_the_ball_and_never_costs_more_than_its_steps(exact_campaign, side, goal):
-    outcome = exact_campaign.attack(AttackSetting("mifgsm", 6.0, side, goal, schedule="fast"))
+    outcome = attack_in(exact_campaign, AttackSetting("mifgsm", 6.0, side, goal, schedule="fast"))
     indices = getattr(outcome, f"{side}_indices")
     delta = getattr(outcome, f"{side}_images") - originals(exact_campaign, side, indices)
     assert 0 < delta.abs().max() <= 6 / 255 + 1e-6
@@ -294,6 +294,6 @@ def test_fast_schedule_stays_in_the_ball_and_never_costs_more_than_its_steps(exa
 def test_attacking_both_sides_is_at_least_as_strong_as_either_side(campaign):
     # Pushing both sides from the other side's clean features moved an identity's query and gallery images
     # together, so a large eps left mAP near clean; the gallery now moves away from the attacked queries.
-    maps = {side: campaign.run(AttackSetting("pgd", 16.0, side, steps=10))[1][0]["mAP"] for side in ("query", "gallery", "both")}
+    maps = {side: run(campaign, AttackSetting("pgd", 16.0, side, steps=10))[1][0]["mAP"] for side in ("query", "gallery", "both")}
     clean = campaign.clean_metrics(campaign.targets[0]).mAP
     assert maps["both"] <= min(maps["query"], maps["gallery"]) + 0.02 and maps["both"] < 0.5 * clean, (maps, clean)

@@ -9,7 +9,6 @@ import torch
 from metricattack.attacks.attack import MetricAttack
 from metricattack.experiment.chunks import AttackedSide
 from metricattack.experiment.setting import AttackSetting, NamedModel
-from metricattack.experiment.campaign import Campaign
 from metricattack.data.images import quantize
 from metricattack.attacks.losses import NonTargetedMetricLoss
 from metricattack.attacks.steps import build_step_rule
@@ -17,6 +16,7 @@ from metricattack.evaluation import evaluate_ranking
 from metricattack.evaluation.pipeline import PLAIN, FlipAverage, Pipeline
 from metricattack.evaluation.rerank import k_reciprocal_distances
 from metricattack.models import build_model
+from campaigns import attack, evaluate_outcome, make_campaign, run
 
 DEPLOYED = Pipeline(flip=True)
 PIPELINES = (DEPLOYED, PLAIN, Pipeline(rerank=True), Pipeline(query_expansion=2))
@@ -25,7 +25,7 @@ PIPELINES = (DEPLOYED, PLAIN, Pipeline(rerank=True), Pipeline(query_expansion=2)
 @pytest.fixture(scope="module")
 def campaign(tiny_data, tiny_model):
     named = NamedModel("tiny", tiny_model)
-    return Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0, progress=False, pipelines=PIPELINES)
+    return make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0, progress=False, pipelines=PIPELINES)
 
 
 def labels(campaign):
@@ -34,7 +34,7 @@ def labels(campaign):
 
 def test_the_attack_differentiates_through_flip_averaging(campaign, tiny_model):
     assert isinstance(campaign.sources[0].model, FlipAverage) and campaign.sources[0].model.model is tiny_model
-    outcome = campaign.attack(AttackSetting("fgsm", 5.0, "gallery"))
+    outcome = attack(campaign, AttackSetting("fgsm", 5.0, "gallery"))
     # The same FGSM step written out: gradients of the flip-averaged features, references flip-averaged too.
     flipped = FlipAverage(tiny_model)
     with torch.no_grad():
@@ -42,16 +42,16 @@ def test_the_attack_differentiates_through_flip_averaging(campaign, tiny_model):
     images = campaign.gallery.images[outcome.gallery_indices].float() / 255
     own = campaign.gallery.pids[outcome.gallery_indices][:, None] == campaign.query.pids[None, :]
     spec = tiny_model.spec
-    attack = MetricAttack([flipped], [NonTargetedMetricLoss("sqeuclidean", spec.normalize)], build_step_rule("fgsm", 5 / 255))
-    expected = torch.cat([quantize(attack.perturb(images[s : s + 16], [references], own[s : s + 16])) for s in range(0, len(images), 16)])
+    metric_attack = MetricAttack([flipped], [NonTargetedMetricLoss("sqeuclidean", spec.normalize)], build_step_rule("fgsm", 5 / 255))
+    expected = torch.cat([quantize(metric_attack.perturb(images[s : s + 16], [references], own[s : s + 16])) for s in range(0, len(images), 16)])
     torch.testing.assert_close(outcome.gallery_images, expected)
-    plain = Campaign(campaign.data, [NamedModel("tiny", tiny_model)], [NamedModel("tiny", tiny_model)], torch.device("cpu"),
+    plain = make_campaign(campaign.data, [NamedModel("tiny", tiny_model)], [NamedModel("tiny", tiny_model)], torch.device("cpu"),
                      batch_size=16, progress=False)  # fmt: skip
-    assert not torch.equal(plain.attack(AttackSetting("fgsm", 5.0, "gallery")).gallery_images, outcome.gallery_images)
+    assert not torch.equal(attack(plain, AttackSetting("fgsm", 5.0, "gallery")).gallery_images, outcome.gallery_images)
 
 
 def test_a_row_per_pipeline_each_equal_to_a_direct_evaluation(campaign, tiny_model):
-    outcome, rows = campaign.run(AttackSetting("fgsm", 5.0, "gallery"))
+    outcome, rows = run(campaign, AttackSetting("fgsm", 5.0, "gallery"))
     assert [row["pipeline"] for row in rows] == ["flip", "plain", "rerank", "qe2"]
     bare = tiny_model.eval()
     with torch.no_grad():
@@ -73,10 +73,10 @@ def test_a_row_per_pipeline_each_equal_to_a_direct_evaluation(campaign, tiny_mod
 
 
 def test_an_attack_that_changed_nothing_did_no_damage(campaign):
-    outcome = campaign.attack(AttackSetting("fgsm", 5.0, "query"))
+    outcome = attack(campaign, AttackSetting("fgsm", 5.0, "query"))
     outcome.query = AttackedSide.from_images("query", outcome.query_indices, campaign.query.images[outcome.query_indices].float() / 255)
     for pipeline in PIPELINES:
-        result, _ = campaign.evaluate_outcome(outcome, campaign.targets[0], pipeline)
+        result, _ = evaluate_outcome(campaign, outcome, campaign.targets[0], pipeline)
         clean = campaign.clean_result(campaign.targets[0], pipeline)
         assert result["mAP"] == pytest.approx(clean["mAP"])
         assert result["match_rank_mean"] == pytest.approx(clean["match_rank_mean"])
@@ -86,9 +86,9 @@ def test_an_attack_that_changed_nothing_did_no_damage(campaign):
 
 def test_ranking_lists_follow_the_deployed_pipeline(tiny_data, tiny_model):
     named = NamedModel("tiny", tiny_model)
-    reranking = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, progress=False,
+    reranking = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, progress=False,
                          pipelines=[Pipeline(rerank=True)])  # fmt: skip
-    outcome, _ = reranking.run(AttackSetting("fgsm", 3.0, "gallery"))
+    outcome, _ = run(reranking, AttackSetting("fgsm", 3.0, "gallery"))
     query, gallery = outcome.features["tiny"]
     spec = tiny_model.spec
     distances = k_reciprocal_distances(query, gallery, spec.metric, spec.normalize)
@@ -103,8 +103,8 @@ def test_a_source_given_to_run_is_deployed_like_the_campaigns_own(tiny_data, tin
     victim = NamedModel("tiny", tiny_model)
     options = dict(batch_size=16, seed=0, progress=False, pipelines=(DEPLOYED,), amp="bf16")
     setting = AttackSetting("ifgsm", 4.0, "gallery", steps=2)
-    given = Campaign(tiny_data, [victim], [victim], torch.device("cpu"), **options).attack(setting, sources=[other])
-    own = Campaign(tiny_data, [other], [victim], torch.device("cpu"), **options).attack(setting)
+    given = attack(make_campaign(tiny_data, [victim], [victim], torch.device("cpu"), **options), setting, sources=[other])
+    own = attack(make_campaign(tiny_data, [other], [victim], torch.device("cpu"), **options), setting)
     assert torch.equal(given.gallery_images, own.gallery_images)
-    plain = Campaign(tiny_data, [other], [victim], torch.device("cpu"), **{**options, "amp": "off"}).attack(setting)
+    plain = attack(make_campaign(tiny_data, [other], [victim], torch.device("cpu"), **{**options, "amp": "off"}), setting)
     assert not torch.equal(plain.gallery_images, own.gallery_images)  # the comparison can tell bf16 from float32

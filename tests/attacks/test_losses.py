@@ -94,7 +94,7 @@ def test_bad_settings_and_repr():
         NonTargetedMetricLoss("manhattan")
     with pytest.raises(InputError, match="push_weight must be >= 0"):
         TargetedMetricLoss(push_weight=-1.0)
-    assert repr(TargetedMetricLoss("cosine", True, 0.5)) == "TargetedMetricLoss(metric='cosine', normalize=True, push_weight=0.5, pull='mean')"
+    assert repr(TargetedMetricLoss("cosine", True, 0.5)) == "TargetedMetricLoss(metric='cosine', normalize=True, push_weight=0.5, pull='mean', push='mean')"
     assert repr(NonTargetedMetricLoss()) == "NonTargetedMetricLoss(metric='sqeuclidean', normalize=False)"
     with pytest.raises(InputError, match="unknown pull 'max'"):
         TargetedMetricLoss(pull="max")
@@ -190,3 +190,15 @@ def test_the_paper_gallery_attack_is_our_batched_attack(rule, momentum):
     ours = rule(epsilon / 255).run(gallery, lambda x: loss(model(x), query_features, own_mask))
     assert torch.allclose(ours, expected, rtol=0, atol=1e-12)
     assert not torch.equal(ours, gallery)
+
+
+def test_the_nearest_push_and_pull_are_the_margin_of_a_nearest_neighbour_matcher():
+    adversarial = torch.tensor([[0.0, 0.0], [1.0, 1.0]], requires_grad=True)
+    references = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0], [0.0, 5.0]])
+    own = torch.tensor([[True, True, False, False], [False, False, False, False]])
+    target = torch.tensor([[False, False, True, True], [True, False, False, False]])
+    loss = TargetedMetricLoss("euclidean", push_weight=2.0, pull="nearest", push="nearest")(adversarial, references, own, target)
+    # row 0: 2 * min(1, 3) - min(2, 5) = 0; row 1: no own reference, only the pull: -|(1,1) - (1,0)| = -1
+    assert torch.allclose(loss, torch.tensor([0.0, -1.0]))
+    (grad,) = torch.autograd.grad(loss.sum(), adversarial)
+    assert torch.isfinite(grad).all()

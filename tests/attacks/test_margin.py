@@ -13,9 +13,9 @@ from metricattack.attacks.attack import MetricAttack
 from metricattack.attacks.margin import RankingMarginLoss
 from metricattack.errors import InputError
 from metricattack.evaluation import pairwise_distance
-from metricattack.experiment.campaign import Campaign
 from metricattack.experiment.goals import GOAL_RANK, ranking_thresholds
 from metricattack.experiment.setting import AttackSetting, NamedModel
+from campaigns import attack, make_campaign, run
 
 from .test_losses import METRICS, slow_distance
 
@@ -155,7 +155,7 @@ def campaign(tiny_data, tiny_model):
     """The tiny campaign with three gallery images marked junk (pid -1), which no ranking counts."""
     gallery = [s._replace(pid=-1) if i % 7 == 3 and i < 22 else s for i, s in enumerate(tiny_data.gallery)]
     named = NamedModel("tiny", tiny_model)
-    return Campaign(replace(tiny_data, gallery=gallery), [named], [named], torch.device("cpu"), batch_size=16, seed=0, progress=False)
+    return make_campaign(replace(tiny_data, gallery=gallery), [named], [named], torch.device("cpu"), batch_size=16, seed=0, progress=False)
 
 
 def slow_thresholds(campaign, query_features, gallery_features, k) -> list[float]:
@@ -192,7 +192,7 @@ def recorded_calls(monkeypatch) -> list[dict]:
 @pytest.mark.parametrize("side", ["query", "gallery", "both"])
 def test_the_campaign_gives_the_margin_the_ranked_pairs_and_thresholds(campaign, monkeypatch, side):
     calls = recorded_calls(monkeypatch)
-    outcome = campaign.attack(AttackSetting("apgd", 6.0, side, steps=3, attack_loss="margin"))
+    outcome = attack(campaign, AttackSetting("apgd", 6.0, side, steps=3, attack_loss="margin"))
     query_pids, query_camids = campaign.query.pids.tolist(), campaign.query.camids.tolist()
     gallery_pids, gallery_camids = campaign.gallery.pids.tolist(), campaign.gallery.camids.tolist()
     query_calls = [c for c in calls if c["losses"][0].thresholds is None]
@@ -219,7 +219,7 @@ def test_the_campaign_gives_the_margin_the_ranked_pairs_and_thresholds(campaign,
 
 @pytest.mark.parametrize("side", ["query", "gallery"])
 def test_the_margin_objective_lowers_map(campaign, side):
-    outcome, rows = campaign.run(AttackSetting("apgd", 6.0, side, steps=10, attack_loss="margin"))
+    outcome, rows = run(campaign, AttackSetting("apgd", 6.0, side, steps=10, attack_loss="margin"))
     clean = campaign.clean_metrics(campaign.targets[0]).mAP
     assert rows[0]["mAP"] < 0.8 * clean, (rows[0]["mAP"], clean)
     assert rows[0]["attack_loss"] == "margin" and outcome.setting.key.endswith("-steps10-margin")

@@ -8,16 +8,18 @@ import torch
 from PIL import Image
 
 from metricattack.experiment.setting import AttackSetting, NamedModel
-from metricattack.experiment.campaign import Campaign
 from metricattack.attacks.universal import UniversalPerturbation, apply_perturbation
 from metricattack.errors import InputError
+from metricattack.evaluation.pipeline import Pipeline
 from metricattack.experiment.examples import write_examples
+from metricattack.experiment.registry import check_setting
+from campaigns import attack, evaluate_outcome, make_campaign
 
 
 @pytest.fixture(scope="module")
 def exact_campaign(tiny_data, tiny_model):
     named = NamedModel("tiny", tiny_model)
-    return Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0,
+    return make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0,
                     quantize_images=False, progress=False)  # fmt: skip
 
 
@@ -55,7 +57,7 @@ def test_resuming_after_an_epoch_equals_an_uninterrupted_fit():
 
 def test_campaign_uap_is_one_perturbation_within_eps_that_lowers_map(exact_campaign):
     eps = 6.0
-    outcome = exact_campaign.attack(AttackSetting("uap", eps, "gallery", steps=2))
+    outcome = attack(exact_campaign, AttackSetting("uap", eps, "gallery", steps=2))
     delta = outcome.perturbation
     assert delta.shape == exact_campaign.gallery.images.shape[1:]
     assert delta.abs().max() <= eps / 255 + 1e-7 and delta.abs().max() > 0
@@ -65,26 +67,26 @@ def test_campaign_uap_is_one_perturbation_within_eps_that_lowers_map(exact_campa
     assert change.abs().max() <= eps / 255 + 1e-6
     unclipped = ((originals + delta) >= 0) & ((originals + delta) <= 1)
     torch.testing.assert_close(change[unclipped], delta.expand_as(change)[unclipped])  # the same delta for every image
-    attacked, _ = exact_campaign.evaluate_outcome(outcome, exact_campaign.targets[0])
+    attacked, _ = evaluate_outcome(exact_campaign, outcome, exact_campaign.targets[0])
     assert attacked["mAP"] < exact_campaign.clean_metrics(exact_campaign.targets[0]).mAP
 
 
 def test_campaign_uap_is_seeded_cached_and_resumed(tiny_data, tiny_model, exact_campaign, tmp_path, monkeypatch):
     setting = AttackSetting("uap", 4, "query", steps=2)
-    first = exact_campaign.attack(setting)
-    cached = exact_campaign.attack(setting)  # read back from the cache
+    first = attack(exact_campaign, setting)
+    cached = attack(exact_campaign, setting)  # read back from the cache
     torch.testing.assert_close(first.perturbation, cached.perturbation)
     monkeypatch.setenv("METRICATTACK_CACHE", str(tmp_path / "empty-cache"))
     named = NamedModel("tiny", tiny_model)
-    fresh = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0, quantize_images=False, progress=False)
-    torch.testing.assert_close(fresh.attack(setting).perturbation, first.perturbation)  # recomputed: the same
-    other = Campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=1, quantize_images=False, progress=False)
-    assert not torch.equal(other.attack(setting).perturbation, first.perturbation)
+    fresh = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=0, quantize_images=False, progress=False)
+    torch.testing.assert_close(attack(fresh, setting).perturbation, first.perturbation)  # recomputed: the same
+    other = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, seed=1, quantize_images=False, progress=False)
+    assert not torch.equal(attack(other, setting).perturbation, first.perturbation)
 
 
 def test_the_perturbation_png_reloads_exactly(exact_campaign, tmp_path):
-    outcome = exact_campaign.attack(AttackSetting("uap", 5, "gallery", steps=1))
-    exact_campaign.evaluate_outcome(outcome, exact_campaign.targets[0])
+    outcome = attack(exact_campaign, AttackSetting("uap", 5, "gallery", steps=1))
+    evaluate_outcome(exact_campaign, outcome, exact_campaign.targets[0])
     example = write_examples(exact_campaign, outcome, tmp_path, count=1)
     with Image.open(tmp_path / example["perturbation"]["raw"]) as image:
         pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)
@@ -103,9 +105,24 @@ def test_the_perturbation_png_reloads_exactly(exact_campaign, tmp_path):
 )
 def test_bad_uap_settings(setting, message):
     with pytest.raises(InputError, match=message):
-        setting.validate()
+        check_setting(setting)
 
 
 def test_a_perturbation_of_another_size_is_refused():
     with pytest.raises(InputError, match="does not fit images"):
         apply_perturbation(torch.zeros(1, 3, 8, 4), torch.zeros(3, 4, 2))
+
+
+def test_a_flip_averaged_and_a_mixed_precision_deployment_do_not_share_a_cached_perturbation(tiny_data, tiny_model, tmp_path,
+                                                                                            monkeypatch):  # fmt: skip
+    # Both wrap the same weights, so their state_dicts are equal: the cache key must tell the deployments apart.
+    monkeypatch.setenv("METRICATTACK_CACHE", str(tmp_path))
+    named = NamedModel("tiny", tiny_model)
+    setting = AttackSetting("uap", 4, "query", steps=1)
+    flipped = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, quantize_images=False, progress=False,
+                       pipelines=[Pipeline(flip=True)])  # fmt: skip
+    mixed = make_campaign(tiny_data, [named], [named], torch.device("cpu"), batch_size=16, quantize_images=False, progress=False,
+                     amp="bf16")  # fmt: skip
+    attack(flipped, setting)
+    attack(mixed, setting)
+    assert len(list((tmp_path / "uap").glob("*.safetensors"))) == 2

@@ -1,11 +1,12 @@
 """Adversarial metric attacks, knowing nothing of data sets or runs: metric losses (what is optimised),
-step rules (how; APGD among them), ``MetricAttack`` (the two over a model), the universal perturbation and the rank-only
-black-box search."""
+step rules (how; APGD among them), ``MetricAttack`` (the two over a model, on any variable through a
+differentiable map to model inputs, ``maps``), the universal perturbation and the rank-only black-box search."""
 
 from metricattack.attacks.apgd import APGD
 from metricattack.attacks.attack import MetricAttack
 from metricattack.attacks.blackbox import RankingOracle, SquareRankAttack
 from metricattack.attacks.losses import NonTargetedMetricLoss, TargetedMetricLoss
+from metricattack.attacks.maps import BoxCrops, InputMap
 from metricattack.attacks.margin import RankingMarginLoss
 from metricattack.attacks.steps import (
     FGSM,
@@ -23,6 +24,8 @@ from metricattack.attacks.universal import UniversalPerturbation
 
 __all__ = [
     "APGD",
+    "BoxCrops",
+    "InputMap",
     "FGSM",
     "IFGSM",
     "MIFGSM",

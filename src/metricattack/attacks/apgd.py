@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import torch
 
-from metricattack.attacks.norms import NORMS, per_image
-from metricattack.attacks.step_rule import StepRule, check_finite, check_steps, checked_images
+from metricattack.attacks.norms import NORMS, masked, per_image
+from metricattack.attacks.step_rule import StepRule, check_finite, check_steps, checked_images, checked_mask
 
 RHO = 0.75  # condition 1: the objective rose in fewer than this fraction of the iterations since the last checkpoint
 MOMENTUM = 0.75  # alpha: the weight of the new gradient step against the previous move
@@ -84,12 +84,14 @@ class StepSizeSchedule:
             setattr(self, name, getattr(self, name)[rows])
 
 
-def reference_start(norm: str, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+def reference_start(
+    norm: str, like: torch.Tensor, eps: float, generator: torch.Generator | None, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """The authors' random start: eps * t / ||t|| (on the sphere of radius eps), t uniform in [-1,1]^n under
-    L∞ (so one pixel per image moves by exactly eps) and Gaussian under L2."""
+    L∞ (so one pixel per image moves by exactly eps) and Gaussian under L2; t is zero outside ``mask``."""
     options = {"generator": generator, "device": like.device, "dtype": like.dtype}
     noise = 2 * torch.rand(like.shape, **options) - 1 if norm == "linf" else torch.randn(like.shape, **options)
-    return eps * NORMS[norm].unit(noise)
+    return eps * NORMS[norm].unit(masked(noise, mask))
 
 
 class APGD(StepRule):
@@ -106,14 +108,17 @@ class APGD(StepRule):
     returned per image, over ``restarts`` random starts too. Per restart and image it costs ``steps``
     gradient passes (at x^(0)..x^(steps-1)) and one forward pass (f(x^(steps))), like PGD with keep_best.
 
-    With ``early_stop = True`` (an attribute, as for the other rules) and a ``done`` test given to ``run``,
+    With ``early_stop=True`` and a ``done`` test given to ``run``,
     an image whose iterate reaches its goal after a step leaves the batch with that iterate, and is not
     attacked again by later restarts. Images in [0,1]; eps is a fraction of 1.
     """
 
-    def __init__(self, eps: float, steps: int = 100, norm: str = "linf", restarts: int = 1) -> None:
+    stops_with_best = True  # an image that reaches its goal leaves with that iterate, the others keep their best
+
+    def __init__(self, eps: float, steps: int = 100, norm: str = "linf", restarts: int = 1, *, early_stop: bool = False) -> None:
         check_steps(steps)
-        super().__init__(eps, INITIAL_STEP * eps, steps, norm, random_start=True, restarts=restarts, keep_best=True)
+        super().__init__(eps, INITIAL_STEP * eps, steps, norm, random_start=True, restarts=restarts, keep_best=True,
+                         early_stop=early_stop)  # fmt: skip
 
     def __repr__(self) -> str:
         return (f"APGD(eps={self.eps:.6g} ({self.eps * 255:.4g}/255), steps={self.steps}, norm={self.norm!r}, "
@@ -125,9 +130,11 @@ class APGD(StepRule):
         objective: Callable[..., torch.Tensor],
         generator: torch.Generator | None = None,
         done: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Adversarial images (detached): per image the best iterate of every restart (see ``StepRule.run``)."""
         originals = checked_images(images)
+        mask = checked_mask(mask, originals)
         stopping = self.early_stop and done is not None
         best, best_values = originals.clone(), None
         reached = torch.zeros(len(originals), dtype=torch.bool, device=originals.device)
@@ -135,7 +142,9 @@ class APGD(StepRule):
             rows = (~reached).nonzero().flatten()
             if not len(rows):
                 break
-            adversarial, values, hit = self._attack(originals[rows], objective, generator, rows if stopping else None, done)
+            adversarial, values, hit = self._attack(
+                originals[rows], objective, generator, rows if stopping else None, done, None if mask is None else mask[rows]
+            )
             if best_values is None:
                 best_values = torch.full((len(originals),), -torch.inf, dtype=values.dtype, device=values.device)
             better = (values > best_values[rows]) | hit
@@ -144,16 +153,23 @@ class APGD(StepRule):
         return best
 
     def _evaluate(
-        self, objective: Callable[..., torch.Tensor], images: torch.Tensor, rows: torch.Tensor | None, iteration: int, gradient: bool
+        self,
+        objective: Callable[..., torch.Tensor],
+        images: torch.Tensor,
+        rows: torch.Tensor | None,
+        iteration: int,
+        gradient: bool,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """f (A,) at ``images`` (A,C,H,W) and, when ``gradient``, its gradient; ``rows``: their batch rows when stopping."""
+        """f (A,) at ``images`` (A,C,H,W) and, when ``gradient``, its gradient (zero outside ``mask``);
+        ``rows``: their batch rows when stopping."""
         current = images.detach().requires_grad_(gradient)
         with torch.set_grad_enabled(gradient):
             values = objective(current) if rows is None else objective(current, rows)
             self._check_values(values, current)
             grad = torch.autograd.grad(values.sum(), current)[0] if gradient else None
         check_finite(values, grad, min(iteration + 1, self.steps), self.steps)
-        return values.detach(), grad
+        return values.detach(), None if grad is None else masked(grad, mask)
 
     def _attack(
         self,
@@ -162,6 +178,7 @@ class APGD(StepRule):
         generator: torch.Generator | None,
         rows: torch.Tensor | None,  # (A,) their rows in the batch when stopping early, else None
         done: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+        mask: torch.Tensor | None = None,  # (A,...) where the images may change
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One run from a random start: (best iterates, their values, reached their goal) over the images given."""
         norm = NORMS[self.norm]
@@ -170,8 +187,8 @@ class APGD(StepRule):
         reached = torch.zeros(count, dtype=torch.bool, device=originals.device)
         left = torch.arange(count, device=originals.device)  # positions still iterated
         constrain = norm.constraint(originals, self.eps)
-        current = constrain(originals + reference_start(self.norm, originals, self.eps, generator))
-        values, grad = self._evaluate(objective, current, rows, 0, gradient=True)
+        current = constrain(originals + reference_start(self.norm, originals, self.eps, generator, mask))
+        values, grad = self._evaluate(objective, current, rows, 0, gradient=True, mask=mask)
         result_values = torch.empty_like(values)
         best, best_values, best_grad, previous = current, values, grad, current
         schedule = StepSizeSchedule(self.steps, torch.full_like(values, INITIAL_STEP * self.eps), values)
@@ -179,7 +196,10 @@ class APGD(StepRule):
             alpha = 1.0 if k == 1 else MOMENTUM
             z = constrain(current + per_image(schedule.sizes, current).to(current.dtype) * norm.direction(grad))
             previous, current = current, constrain(current + alpha * (z - current) + (1 - alpha) * (current - previous))
-            values, grad = self._evaluate(objective, current, None if rows is None else rows[left], k, gradient=k < self.steps)
+            values, grad = self._evaluate(
+                objective, current, None if rows is None else rows[left], k, gradient=k < self.steps,
+                mask=None if mask is None else mask[left],
+            )
             improved, halved = schedule.observe(k, values)
             best, best_values = torch.where(per_image(improved, best), current, best), torch.where(improved, values, best_values)
             if grad is not None:

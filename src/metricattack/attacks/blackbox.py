@@ -36,10 +36,6 @@ P_INIT = 0.1  # share of the image area redrawn at first (Square Attack uses 0.0
 HALVE_AT = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # Square Attack's iterations where p halves
 
 
-class BudgetExceeded(RuntimeError):
-    """An image was submitted after its query budget was spent."""
-
-
 class RankingOracle:
     """A deployed system: query images in, the identities of the top-k gallery images out; nothing else.
 

@@ -39,8 +39,9 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _masked_min(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Row minima (B,) of ``values`` (B,R) over the True entries of ``mask`` (every row has one)."""
-    return values.masked_fill(~mask, float("inf")).min(dim=1).values
+    """Row minima (B,) of ``values`` (B,R) over the True entries of ``mask``; 0 for an empty row."""
+    minima = values.masked_fill(~mask, float("inf")).min(dim=1).values
+    return torch.where(mask.any(dim=1), minima, torch.zeros_like(minima))
 
 
 PULLS = {"mean": masked_mean, "nearest": _masked_min}
@@ -85,26 +86,31 @@ class TargetedMetricLoss:
     with O_i, T_i the True entries of row i of ``own_mask`` / ``target_mask``, w = ``push_weight`` and the
     pull P_i = 1/|T_i| * sum_{j in T_i} d(f(x_i + r_i), g_j) (``pull="mean"``) or min_{j in T_i} d(...)
     (``pull="nearest"``: only the nearest target reference, the one that decides rank-1 success).
+    ``push="nearest"`` likewise replaces the mean over O_i by the nearest own reference: with both nearest,
+    L_i = w * min_{O_i} d - min_{T_i} d, the margin a nearest-neighbour matcher (a tracker) decides by.
     An image with no own reference (empty O_i) only pulls; every row needs a target reference.
     """
 
     def __init__(
-        self, metric: str = "euclidean", normalize: bool = False, push_weight: float = 1.0, pull: str = "mean"
+        self, metric: str = "euclidean", normalize: bool = False, push_weight: float = 1.0, pull: str = "mean",
+        push: str = "mean",
     ) -> None:
         check_metric(metric)
         if push_weight < 0:
             raise InputError(f"push_weight must be >= 0, got {push_weight:g}")
-        if pull not in PULLS:
-            raise InputError(f"unknown pull {pull!r} (expected one of {', '.join(PULLS)})")
+        for name, value in (("pull", pull), ("push", push)):
+            if value not in PULLS:
+                raise InputError(f"unknown {name} {value!r} (expected one of {', '.join(PULLS)})")
         self.metric = metric
         self.normalize = normalize
         self.push_weight = push_weight
         self.pull = pull
+        self.push = push
 
     def __repr__(self) -> str:
         return (
             f"TargetedMetricLoss(metric={self.metric!r}, normalize={self.normalize}, "
-            f"push_weight={self.push_weight}, pull={self.pull!r})"
+            f"push_weight={self.push_weight}, pull={self.pull!r}, push={self.push!r})"
         )
 
     def __call__(
@@ -123,4 +129,4 @@ class TargetedMetricLoss:
         pull = PULLS[self.pull](distances, target_mask)
         if self.push_weight == 0:  # no 0 * distance term: its gradient would be computed for nothing
             return -pull
-        return self.push_weight * masked_mean(distances, own_mask) - pull
+        return self.push_weight * PULLS[self.push](distances, own_mask) - pull

@@ -1,5 +1,10 @@
 """The geometry of a threat model: the steepest-ascent direction, the projection onto the eps-ball and
-a random start in it, under L∞ and L2. eps is a fraction of 1; images are (B,C,H,W)."""
+a random start in it, under L∞ and L2. eps is a fraction of 1; the optimised variable is (B,...), one
+ball per row (an image, a frame, a texture).
+
+A mask (broadcastable to the variable, 1 where it may change, 0 where not) restricts the perturbation
+to part of each row: the step rules mask the gradient and the random start, so every step and
+projection leaves the masked-out entries exactly as they were."""
 
 from __future__ import annotations
 
@@ -14,6 +19,11 @@ TINY = 1e-12  # floor for norms we divide by (the paper's code uses the same for
 def per_image(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Reshape per-image values (B,) to broadcast over ``like`` (B,C,H,W)."""
     return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+def masked(tensor: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """``tensor`` with the entries outside ``mask`` set to zero (``mask`` None: unchanged, the same object)."""
+    return tensor if mask is None else tensor * mask
 
 
 def l2_norms(tensor: torch.Tensor) -> torch.Tensor:
@@ -36,8 +46,10 @@ class Norm(Protocol):
         """A map from stepped images to images inside the eps-ball around ``originals`` and [0,1]."""
         ...
 
-    def random_start(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
-        """A random perturbation inside the eps-ball, shaped like ``like``."""
+    def random_start(
+        self, like: torch.Tensor, eps: float, generator: torch.Generator | None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A random perturbation inside the eps-ball, shaped like ``like``, zero outside ``mask``."""
         ...
 
     def unit(self, delta: torch.Tensor) -> torch.Tensor:
@@ -59,9 +71,11 @@ class LinfNorm:
         lower, upper = (originals - eps).clamp(min=0), (originals + eps).clamp(max=1)
         return lambda stepped: torch.clamp(stepped, lower, upper)
 
-    def random_start(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+    def random_start(
+        self, like: torch.Tensor, eps: float, generator: torch.Generator | None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         noise = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
-        return (2 * noise - 1) * eps
+        return masked((2 * noise - 1) * eps, mask)
 
     def unit(self, delta: torch.Tensor) -> torch.Tensor:
         return delta / per_image(delta.flatten(1).abs().amax(dim=1).clamp(min=TINY), delta)
@@ -82,10 +96,12 @@ class L2Norm:
         # Clamping to [0,1] after the ball only moves pixels toward the originals: still inside the ball.
         return lambda stepped: (originals + self.project(stepped - originals, eps)).clamp(0, 1)
 
-    def random_start(self, like: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+    def random_start(
+        self, like: torch.Tensor, eps: float, generator: torch.Generator | None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         gaussian = torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
         radius = torch.rand(like.shape[0], generator=generator, device=like.device, dtype=like.dtype) * eps
-        return self.direction(gaussian) * per_image(radius, like)
+        return self.direction(masked(gaussian, mask)) * per_image(radius, like)
 
     def unit(self, delta: torch.Tensor) -> torch.Tensor:
         return delta / per_image(l2_norms(delta).clamp(min=TINY), delta)

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import torch
 
-from metricattack.attacks.norms import NORMS, TINY, per_image
-from metricattack.errors import InputError
+from metricattack.attacks.norms import NORMS, TINY, masked, per_image
+from metricattack.errors import InputError, NumericalError
 
 
 def check_steps(steps: int) -> None:
@@ -22,10 +22,10 @@ def check_steps(steps: int) -> None:
 
 
 def check_finite(values: torch.Tensor, grad: torch.Tensor | None, step: int, steps: int) -> None:
-    """InputError when an objective value or gradient (None: not computed) of a step is NaN or infinite."""
+    """NumericalError when an objective value or gradient (None: not computed) of a step is NaN or infinite."""
     # One reduction over the gradient instead of an elementwise mask: a sum is non-finite when any term is.
     if not bool(torch.isfinite(values.sum() if grad is None else values.sum() + grad.sum())):
-        raise InputError(
+        raise NumericalError(
             f"non-finite attack loss or gradient (step {step} of {steps}: the model or the attack objective "
             "produced NaN or inf; check the model's weights and the distance)"
         )
@@ -42,6 +42,20 @@ def checked_images(images: torch.Tensor) -> torch.Tensor:
     return originals
 
 
+def checked_mask(mask: torch.Tensor | None, variable: torch.Tensor) -> torch.Tensor | None:
+    """``mask`` as 0/1 values of the variable's dtype, after checking it has one row per variable row and
+    broadcasts to it (ValueError: a programming error). None stays None: the whole variable may change."""
+    if mask is None:
+        return None
+    if mask.dim() != variable.dim() or mask.shape[0] != variable.shape[0]:
+        raise ValueError(f"mask {tuple(mask.shape)} must have one row per variable row {tuple(variable.shape)}")
+    try:
+        torch.broadcast_shapes(mask.shape, variable.shape)
+    except RuntimeError as error:
+        raise ValueError(f"mask {tuple(mask.shape)} does not broadcast to the variable {tuple(variable.shape)}") from error
+    return (mask != 0).to(device=variable.device, dtype=variable.dtype)
+
+
 class StepRule:
     """Iterated gradient ascent, projected onto the eps-ball around the originals and onto [0,1] after every step.
 
@@ -54,13 +68,18 @@ class StepRule:
     ``decay="linear"`` shrinks the step linearly: step t (1-based) is step_size * (steps - t + 1) / steps.
     ``early_stop`` with a ``done`` test given to ``run``: after each step, images whose goal is reached
     are frozen and leave the batch, so later steps cost only the images still short of it.
-    A non-finite objective value or gradient stops the attack with InputError.
+    A non-finite objective value or gradient stops the attack with NumericalError.
+
+    ``mask`` (given to ``run``) restricts the change to where it is 1: the gradient and the random start are
+    masked, so entries outside it keep their original values bit for bit (L∞ and L2 alike).
 
     ``restarts`` runs the loop that many times (from fresh random starts when ``random_start``).
     ``keep_best`` returns, per image, the iterate with the highest objective seen over every step and
     restart (x_0 .. x_steps) instead of the last one, so more steps or restarts never weaken the attack;
     it costs one extra forward pass per restart.
     """
+
+    stops_with_best = False  # whether ``run`` keeps the best iterate of an image that stops early (APGD's does)
 
     def __init__(
         self,
@@ -88,7 +107,7 @@ class StepRule:
             raise InputError(f"--restarts must be an integer >= 1, got {restarts}")
         if decay not in DECAYS:
             raise InputError(f"unknown step decay {decay!r} (expected one of {', '.join(DECAYS)})")
-        if early_stop and keep_best:
+        if early_stop and keep_best and not self.stops_with_best:
             raise ValueError("early_stop and keep_best do not combine: a frozen image keeps the iterate that reached its goal")
         self.eps = eps
         self.step_size = step_size
@@ -117,12 +136,13 @@ class StepRule:
 
     def run(
         self,
-        images: torch.Tensor,  # (B,C,H,W) in [0,1]
+        images: torch.Tensor,  # (B,...) in [0,1]: the optimised variable, images by default
         objective: Callable[..., torch.Tensor],
         generator: torch.Generator | None = None,
         done: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        mask: torch.Tensor | None = None,  # broadcastable to images, one row per row: where they may change
     ) -> torch.Tensor:
-        """Adversarial images (detached) maximising ``objective``, which maps (B,C,H,W) to per-image values (B,).
+        """Adversarial images (detached) maximising ``objective``, which maps (B,...) to per-row values (B,).
 
         Gradients are taken with ``torch.autograd.grad`` with respect to the images only, so the
         parameters of a model inside ``objective`` get no ``.grad``; ``generator`` drives the random start.
@@ -130,9 +150,10 @@ class StepRule:
         ``f(images, rows)``, ``rows`` (A,) their positions in the batch; ``done`` returns (A,) bool.
         """
         originals = checked_images(images)
+        mask = checked_mask(mask, originals)
         best = best_values = None
         for _ in range(self.restarts):
-            adversarial, values = self._ascend(originals, objective, generator, done if self.early_stop else None)
+            adversarial, values = self._ascend(originals, objective, generator, done if self.early_stop else None, mask)
             if self.keep_best:
                 best, best_values = keep_better(best, best_values, adversarial, values)
             else:
@@ -149,11 +170,12 @@ class StepRule:
         objective: Callable[..., torch.Tensor],
         generator: torch.Generator | None,
         done: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+        mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One run of the loop: the adversarial images and, with ``keep_best``, the best iterate's values (B,)."""
         norm = NORMS[self.norm]
         if self.random_start:
-            adversarial = (originals + norm.random_start(originals, self.eps, generator)).clamp(0, 1)
+            adversarial = (originals + norm.random_start(originals, self.eps, generator, mask)).clamp(0, 1)
         else:
             adversarial = originals.clone()
         constrain = norm.constraint(originals, self.eps)
@@ -168,6 +190,7 @@ class StepRule:
                 self._check_values(values, current)
                 (grad,) = torch.autograd.grad(values.sum(), current)
                 check_finite(values, grad, step, self.steps)
+                grad = masked(grad, mask if mask is None or rows is None else mask[rows])
                 if self.keep_best:
                     best, best_values = keep_better(best, best_values, current.detach(), values.detach())
                 if self.momentum is not None:

@@ -130,7 +130,8 @@ def build_step_rule(name: str, eps: float, **options) -> StepRule:
     """The step rule registered as ``name`` with eps (a fraction of 1) and its own keyword options."""
     if name not in STEP_RULES:
         raise InputError(f"--attack: unknown attack {name!r} (expected one of {', '.join(STEP_RULES)})")
-    accepted = [p for p in inspect.signature(STEP_RULES[name]).parameters if p != "eps"]
+    parameters = inspect.signature(STEP_RULES[name]).parameters.values()  # keyword-only ones are not user options
+    accepted = [p.name for p in parameters if p.name != "eps" and p.kind is not inspect.Parameter.KEYWORD_ONLY]
     extra = sorted(set(options) - set(accepted))
     if extra:
         raise InputError(f"--attack {name} does not take {_flags(extra)} (it takes {_flags(accepted)})")

@@ -1,5 +1,6 @@
 """The command line: ``main`` parses (``parser``), applies a ``--config`` file (``config``) and runs one
-subcommand module; bad input is one line on stderr and exit code 2."""
+subcommand module; bad input is one line on stderr and exit code 2, a computation that went NaN or
+infinite one line and exit code 3."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import argparse
 import shlex
 import sys
 
-from metricattack.errors import InputError, is_out_of_memory
+from metricattack.errors import InputError, NumericalError, is_out_of_memory
+
+NUMERICAL_FAILURE = 3  # exit code of a computation that went NaN or infinite on valid input
 
 
 def resume_hint(argv: list[str], args: argparse.Namespace) -> str:
@@ -20,7 +23,7 @@ def resume_hint(argv: list[str], args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: exit 0 on success, 2 on bad input (one line on stderr)."""
+    """Entry point: exit 0 on success, 2 on bad input, 3 on a NaN or infinite computation (one line on stderr)."""
     from metricattack.cli.checks import one_line
     from metricattack.cli.config import apply_config
     from metricattack.cli.memory import check_batches_fit, out_of_memory_message
@@ -42,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"metricattack: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except NumericalError as exc:
+        print(f"metricattack: error: {one_line(str(exc))}", file=sys.stderr)
+        return NUMERICAL_FAILURE
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise

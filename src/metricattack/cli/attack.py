@@ -17,8 +17,9 @@ from metricattack.cli.options import (
     add_pipeline,
     add_precision,
 )
-from metricattack.cli.wiring import build_campaign, main_model, refuse_white_box_problems, start_processes
-from metricattack.experiment.inputs import model_from_reference, unique_names
+from metricattack.cli.wiring import build_campaign, choose_device_once, load_reference, main_model, refuse_white_box_problems, start_processes
+from metricattack.experiment.inputs import unique_names
+from metricattack.experiment.registry import check_setting
 from metricattack.experiment.results import text_table, transfer_matrix
 from metricattack.experiment.robustness_score import score_lines
 from metricattack.experiment.setting import AttackSetting
@@ -45,18 +46,19 @@ def setting_of(args: argparse.Namespace) -> AttackSetting:
     """The setting the options describe, checked."""
     setting = AttackSetting(args.attack, args.eps, args.side, args.goal, args.norm, args.steps, args.step_size, args.target_pid,
                             args.restarts, args.attack_distance, args.schedule, args.attack_loss)
-    setting.validate()
+    check_setting(setting)
     return setting
 
 
 def run(args: argparse.Namespace) -> int:
     """Attack with the sources (each alone too with --transfer-each), evaluate on every target, print the tables."""
     setting = setting_of(args)
-    sources = unique_names([model_from_reference(r) for r in args.source_model]) or [main_model(args)]
-    targets = unique_names(sources + [model_from_reference(r) for r in args.target_model])
+    device = choose_device_once(args)
+    sources = unique_names([load_reference(r, device, args) for r in args.source_model]) or [main_model(args)]
+    targets = unique_names(sources + [load_reference(r, device, args) for r in args.target_model])
     refuse_white_box_problems([setting], sources)
     out_dir = Path(args.out) if args.out else None
-    device = start_processes(args)  # under torchrun every process attacks its share; the first one writes
+    device = start_processes(device)  # under torchrun every process attacks its share; the first one writes
     if out_dir is not None and distributed.is_main():
         check_out_dir(out_dir, resume=False)
     campaign = build_campaign(args, device, sources, targets)

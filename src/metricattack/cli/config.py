@@ -11,6 +11,7 @@ import yaml
 from metricattack.cli.checks import config_values
 from metricattack.errors import InputError
 from metricattack.experiment.plans import Job
+from metricattack.experiment.registry import check_setting
 from metricattack.experiment.setting import AttackSetting
 from metricattack.system.atomic import read_document
 
@@ -58,7 +59,7 @@ def settings_from_config(entries: list, options: argparse.ArgumentParser | None 
             setting_values = config_values(options, setting_values, f"settings[{number}]")
         setting = AttackSetting(**setting_values)
         try:
-            setting.validate()
+            check_setting(setting)
         except InputError as exc:
             raise InputError(f"settings[{number}]: {exc}") from None
         settings.append(Job(setting, **{k: v for k, v in entry.items() if k in job_keys}) if job_keys & set(entry) else setting)

@@ -8,7 +8,8 @@ import json
 from metricattack.cli.checks import out_file
 from metricattack.cli.options import add_average_precision, add_common, add_data, add_model, add_pipeline, add_precision
 from metricattack.evaluation.pipeline import Pipeline
-from metricattack.experiment.inputs import load_data, main_reference
+from metricattack.cli.wiring import main_reference
+from metricattack.experiment.inputs import load_data
 from metricattack.models.precision import with_precision
 from metricattack.models.retrieval import evaluate_model, metrics_line
 from metricattack.system.atomic import atomic_write_text

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from metricattack import __version__
-from metricattack.cli import attack, compare, evaluate, report, run, synth, train, zoo
+from metricattack.cli import attack, compare, evaluate, report, run, synth, track, train, wear, zoo
 from metricattack.cli.checks import Parser
 
-COMMANDS = (synth, evaluate, train, attack, run, zoo, report, compare)  # in the order `--help` lists them
+COMMANDS = (synth, evaluate, train, attack, run, track, wear, zoo, report, compare)  # in the order `--help` lists them
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:

@@ -20,11 +20,21 @@ from metricattack.cli.options import (
     add_precision,
     add_resume,
 )
-from metricattack.cli.wiring import build_campaign, finish_run, main_metadata, main_model, refuse_white_box_problems, start_processes
-from metricattack.experiment.inputs import model_from_reference, unique_names
+from metricattack.cli.wiring import (
+    build_campaign,
+    choose_device_once,
+    finish_run,
+    load_reference,
+    main_metadata,
+    main_model,
+    refuse_white_box_problems,
+    start_processes,
+)
+from metricattack.experiment.inputs import unique_names
 from metricattack.experiment.plans import HEADLINE, PLANS, get_plan, resolve_sources, source_groups
 from metricattack.experiment.results import write_results
 from metricattack.experiment.sanity import sanity_checks
+from metricattack.experiment.setting import NamedModel
 from metricattack.experiment.sweep import check_out_dir, run_sweep
 from metricattack.report.compare import training_summary
 from metricattack.report.sanity import status
@@ -63,15 +73,20 @@ def run(args: argparse.Namespace) -> int:
     """Sweep the plan's (or the config's) settings, then the sanity checks when asked; print and write the results."""
     plan = get_plan(args.plan)
     settings = settings_from_config(args.settings, setting_checks()) if args.settings is not None else list(plan.settings)
-    zoo = [model_from_reference(f"zoo:{name}", progress=not args.no_progress) for name in args.zoo_model or plan.models]
+    device = choose_device_once(args)  # zoo models missing from disk are trained on it
+
+    def load(reference: str) -> NamedModel:
+        return load_reference(reference, device, args)
+
+    zoo = [load(f"zoo:{name}") for name in args.zoo_model or plan.models]
     victim = zoo[0] if zoo else main_model(args)
-    targets = unique_names((zoo or [victim]) + [model_from_reference(r) for r in args.target_model])
+    targets = unique_names((zoo or [victim]) + [load(r) for r in args.target_model])
     out_dir = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     args.out = str(out_dir)  # named by the resume hint if interrupted
-    device = start_processes(args)  # under torchrun the first process checks and writes the folder
+    device = start_processes(device)  # under torchrun the first process checks and writes the folder
     if distributed.is_main():
         check_out_dir(out_dir, args.resume)
-    settings, sources, dropped = resolve_sources(settings, victim, model_from_reference)
+    settings, sources, dropped = resolve_sources(settings, victim, load)
     refuse_white_box_problems(settings, zoo or [victim], sources)
     if dropped and distributed.is_main():
         print(f"skipped {len(dropped)} transfer settings: their source is the model under test")

@@ -15,6 +15,7 @@ from metricattack.experiment.inputs import load_data
 from metricattack.models import build_model, bundled_checkpoint, load_model, save_checkpoint
 from metricattack.models.checkpoints import training_recipe
 from metricattack.models.retrieval import evaluate_model, metrics_line
+from metricattack.models.zoo import ZooEntry
 from metricattack.system.lock import check_unlocked, folder_lock
 from metricattack.system.runtime import choose_device, seed_everything
 from metricattack.training.loop import CHECKPOINT_NAME, TrainConfig, train_model
@@ -27,6 +28,17 @@ TRAIN_CHECKS = {
     "weight_decay": nonneg_float, "gamma": positive_float, "margin": nonneg_float, "label_smoothing": probability,
     "erase_p": probability,
 }  # fmt: skip
+
+
+def train_command(entry: ZooEntry) -> str:
+    """The ``metricattack train`` command that reproduces a zoo model."""
+    parts = ["metricattack train", f"--model {entry.arch}"]
+    if "input_size" in entry.model_options:
+        parts.append("--input-size {} {}".format(*entry.model_options["input_size"]))
+    if "last_stride" in entry.model_options:
+        parts.append(f"--last-stride {entry.model_options['last_stride']}")
+    parts += [f"--{key.replace('_', '-')} {value}" for key, value in entry.train_options.items()]
+    return " ".join(parts)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""What ``run`` and ``attack`` share: the models the options name, the campaign on the options' data, the summary."""
+"""What ``run`` and ``attack`` share: the device, the models the options name, the campaign on the options' data,
+the summary. The options become typed objects here; nothing below ``cli`` reads an argparse namespace."""
 
 from __future__ import annotations
 
@@ -7,27 +8,62 @@ from pathlib import Path
 
 import torch
 
+from metricattack.cli.train import train_command
 from metricattack.data.subset import subset_query_identities
 from metricattack.errors import InputError
 from metricattack.evaluation.pipeline import pipelines_from_options
 from metricattack.experiment.campaign import Campaign
-from metricattack.experiment.inputs import load_data, main_reference
+from metricattack.experiment.inputs import load_data, model_from_reference
+from metricattack.experiment.options import EvaluationProtocol, Reading
 from metricattack.experiment.plans import Job
 from metricattack.experiment.registry import attack_kind
 from metricattack.experiment.results import text_table
 from metricattack.experiment.robustness_score import score_lines
 from metricattack.experiment.setting import AttackSetting, NamedModel
-from metricattack.models import bundled_checkpoint, read_metadata
+from metricattack.models import ModelOptions, bundled_checkpoint, read_metadata
 from metricattack.models.checkpoints import checkpoint_paths
+from metricattack.models.deployment import Deployment
 from metricattack.models.onnx import white_box_problem
+from metricattack.models.options import OPTION_KEYS
+from metricattack.models.references import ModelReference
+from metricattack.models.zoo import zoo_entry
 from metricattack.report.html import build_report
 from metricattack.system import distributed
 from metricattack.system.runtime import choose_device, seed_everything
+from metricattack.training.zoo import obtain_zoo_model
+
+ZOO_PREFIX = "zoo:"
 
 
-def start_processes(args: argparse.Namespace) -> torch.device:
+def choose_device_once(args: argparse.Namespace) -> torch.device:
+    """The device ``--device`` names (``auto``: CUDA if available): chosen here, once per command."""
+    return choose_device(args.device)
+
+
+def start_processes(device: torch.device) -> torch.device:
     """The device of this process; under torchrun, join the group and take this rank's GPU (once per command)."""
-    return distributed.start(choose_device(args.device))
+    return distributed.start(device)
+
+
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    """The main model's stated options (``--input-size``, ``--mean``, ``--std``, ``--distance``, ``--normalize``)."""
+    return ModelOptions.from_mapping({key: getattr(args, key, None) for key in OPTION_KEYS})
+
+
+def main_reference(args: argparse.Namespace) -> ModelReference:
+    """The model named by --model / --weights / --weights-format and the option flags."""
+    return ModelReference(args.model, args.weights, args.weights_format, model_options(args))
+
+
+def load_reference(reference: str | dict, device: torch.device, args: argparse.Namespace) -> NamedModel:
+    """The model a reference names (``experiment.inputs.model_from_reference``); a ``zoo:NAME`` model missing from
+    disk is trained first on ``device``, on the default synthetic data, as its ``metricattack train`` command says."""
+    progress = not args.no_progress
+    if isinstance(reference, str) and reference.startswith(ZOO_PREFIX):
+        name = reference[len(ZOO_PREFIX):]
+        model, _ = obtain_zoo_model(name, load_data(None, None, progress), device, train_command(zoo_entry(name)), progress)
+        return NamedModel(name, model)
+    return model_from_reference(reference)
 
 
 def refuse_white_box_problems(settings: list[AttackSetting | Job], sources: list[NamedModel],
@@ -44,16 +80,17 @@ def refuse_white_box_problems(settings: list[AttackSetting | Job], sources: list
 
 
 def build_campaign(args: argparse.Namespace, device: torch.device, sources: list[NamedModel], targets: list[NamedModel]) -> Campaign:
-    """A campaign on the data the options name."""
+    """A campaign on the data the options name, deployed on ``device`` as the options say."""
     seed_everything(args.seed)
     pipelines = pipelines_from_options(args.flip, args.query_expansion, args.rerank, args.pipelines)  # checked before reading data
     data = load_data(args.dataset, args.data_root, not args.no_progress)
     if getattr(args, "subset", None) is not None:
         data = subset_query_identities(data, args.subset, args.seed)
-    return Campaign(data, sources, targets, device, batch_size=args.batch_size, seed=args.seed,
-                    quantize_images=not args.no_quantize, average_precision=args.ap,
-                    image_size=args.image_size, workers=args.workers, progress=not args.no_progress,
-                    pipelines=pipelines, chunk_size=args.chunk_size, amp=args.amp, channels_last=args.channels_last)
+    deployment = Deployment(device, args.amp, args.channels_last, pipelines[0].flip)
+    image_size = None if args.image_size is None else tuple(args.image_size)
+    reading = Reading(args.batch_size, image_size, args.workers, args.chunk_size, not args.no_progress)
+    protocol = EvaluationProtocol(pipelines, args.ap, not args.no_quantize, args.seed)
+    return Campaign(data, sources, targets, deployment, reading, protocol)
 
 
 def main_model(args: argparse.Namespace) -> NamedModel:

@@ -26,16 +26,16 @@ import torch
 from metricattack.attacks.apgd import APGD
 from metricattack.attacks.attack import MetricAttack, eval_mode
 from metricattack.attacks.blackbox import SquareRankAttack
-from metricattack.attacks.steps import pixels_to_fraction
 from metricattack.errors import InputError
 from metricattack.evaluation import pairwise_distance
 from metricattack.experiment.chunks import STAGE_PREFIX
 from metricattack.experiment.exposure import ImpostorDistances, exposure
 from metricattack.experiment.goals import GOAL_RANK
+from metricattack.experiment.setting import check_paper_objective
 from metricattack.experiment.step_attack import attack_sides, setting_losses
 
 if TYPE_CHECKING:
-    from metricattack.experiment.campaign import Campaign
+    from metricattack.experiment.context import AttackContext
     from metricattack.experiment.outcome import AttackOutcome
     from metricattack.experiment.setting import AttackSetting, NamedModel
 
@@ -58,8 +58,7 @@ class AutoEnsemble:
         self.specs = [model.spec for model in self.models]
         self.reference_pids = reference_pids
         self.ranked_by = ranked_by
-        rule = APGD(eps, steps, setting.norm)
-        rule.early_stop = True
+        rule = APGD(eps, steps, setting.norm, early_stop=True)
         objectives = {"apgd-paper": setting, "apgd-margin": replace(setting, attack_loss="margin"),
                       "apgd-targeted": replace(setting, goal="targeted")}  # fmt: skip
         self.stages = {name: MetricAttack(self.models, setting_losses(stage, sources, thresholds if name == "apgd-margin" else None), rule)
@@ -154,9 +153,11 @@ class AutoAttack:
     """``--attack auto``: the ensemble of the module docstring, run chunk by chunk over the attacked side(s)."""
 
     white_box = True
+    stores_chunks = True
 
     def validate(self, setting: AttackSetting) -> None:
         """Raise InputError for options the ensemble fixes itself."""
+        check_paper_objective(setting)
         if setting.goal != "untargeted":
             raise InputError("--attack auto is a non-targeted evaluation (its targeted stage picks its own targets): "
                              "expected --goal untargeted")  # fmt: skip
@@ -164,24 +165,24 @@ class AutoAttack:
             raise InputError("--attack auto is parameter-free: it takes no --step-size, --restarts or --target-pid")
         if setting.schedule != "paper" or setting.attack_distance != "sqeuclidean":
             raise InputError("--attack auto fixes its objectives and schedule (drop --schedule and --attack-distance)")
-        APGD(pixels_to_fraction(setting.eps, "--eps"), self.steps(setting), setting.norm)
+        APGD(setting.eps_fraction, self.steps(setting), setting.norm)
 
     @staticmethod
     def steps(setting: AttackSetting) -> int:
         """Iterations of each APGD stage (and queries of the search)."""
         return AUTO_STEPS if setting.steps is None else setting.steps
 
-    def run(self, campaign: Campaign, setting: AttackSetting, sources: list[NamedModel], folder: Path | None) -> AttackOutcome:
+    def run(self, context: AttackContext, setting: AttackSetting, sources: list[NamedModel], folder: Path | None) -> AttackOutcome:
         """The adversarial images of the setting, stored chunk by chunk (in ``folder`` when given)."""
-        eps, steps = pixels_to_fraction(setting.eps, "--eps"), self.steps(setting)
+        eps, steps = setting.eps_fraction, self.steps(setting)
 
         def make_attack(references: list[torch.Tensor], reference_slot: int) -> AutoEnsemble:
-            reference = campaign.gallery if reference_slot == 0 else campaign.query
+            reference = context.gallery if reference_slot == 0 else context.query
             thresholds = ranked_by = None
             if reference_slot == 1:  # gallery side: each reference query ranks the attacked images against its impostors
-                ranked_by = [ImpostorDistances(queries, campaign.clean_features(named)[1], named.model.spec, campaign.query, campaign.gallery)
+                ranked_by = [ImpostorDistances(queries, context.clean_features(named)[1], named.model.spec, context.query, context.gallery)
                              for queries, named in zip(references, sources)]  # fmt: skip
                 thresholds = [ranked.kth(GOAL_RANK) for ranked in ranked_by]  # the margin's, from the same distances
-            return AutoEnsemble(setting, sources, eps, steps, reference.pids.to(campaign.device), thresholds, ranked_by)
+            return AutoEnsemble(setting, sources, eps, steps, reference.pids.to(context.device), thresholds, ranked_by)
 
-        return attack_sides(campaign, setting, sources, folder, make_attack, steps)
+        return attack_sides(context, setting, sources, folder, make_attack, steps)

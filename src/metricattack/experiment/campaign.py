@@ -9,9 +9,7 @@ torchrun the chunks and the clean feature batches are shared among the processes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -21,70 +19,101 @@ from metricattack.data.images import as_fraction
 from metricattack.errors import InputError
 from metricattack.evaluation import RetrievalMetrics
 from metricattack.evaluation.damage import RankingSummary, match_rank_stats, summarize_ranking
-from metricattack.evaluation.pipeline import PLAIN, FlipAverage, Pipeline, check_pipelines, with_flip
+from metricattack.evaluation.pipeline import FlipAverage, Pipeline, with_flip
 from metricattack.evaluation.ranking import evaluate_rows
 from metricattack.evaluation.rows import DistanceRows
-from metricattack.experiment import scoring
 from metricattack.experiment.chunks import chunk_ranges
-from metricattack.experiment.outcome import AttackOutcome
-from metricattack.experiment.registry import attack_kind
-from metricattack.experiment.setting import AttackSetting, NamedModel
+from metricattack.experiment.options import EvaluationProtocol, Reading
+from metricattack.experiment.setting import NamedModel
 from metricattack.experiment.side_images import SideImages, load_side
+from metricattack.models.deployment import Deployment
 from metricattack.models.features import check_finite
-from metricattack.models.precision import with_precision
 from metricattack.models.reid import ReIDModel
 from metricattack.system import distributed
 
 
 class Campaign:
-    """Attack a data set's query and/or gallery with source model(s); evaluate on target model(s)."""
+    """Attack a data set's query and/or gallery with source model(s); evaluate on target model(s).
+
+    ``deployment`` says how every model runs (its flip averaging must be the deployed pipeline's, the first of
+    ``protocol.pipelines``), ``reading`` how images are read, ``protocol`` how attacks are evaluated. A campaign
+    is the ``AttackContext`` the attack kinds of ``experiment.registry`` run in.
+    """
 
     def __init__(
         self,
         data: ReIDData,
         sources: list[NamedModel],
         targets: list[NamedModel],
-        device: torch.device,
-        batch_size: int = 64,
-        seed: int = 0,
-        quantize_images: bool = True,
-        average_precision: str = "standard",
-        image_size: tuple[int, int] | None = None,
-        workers: int = 0,
-        progress: bool = True,
-        pipelines: Sequence[Pipeline] = (PLAIN,),
-        chunk_size: int = 1024,
-        amp: str = "off",
-        channels_last: bool = False,
+        deployment: Deployment | None = None,
+        reading: Reading | None = None,
+        protocol: EvaluationProtocol | None = None,
     ) -> None:
         if not sources or not targets:
             raise InputError("a campaign needs at least one source and one target model")
-        self.pipelines = check_pipelines(pipelines)  # the first is the deployed one: the attack goes through its flip
-        self.device = device
-        self.amp = amp
-        self.channels_last = channels_last
+        self.deployment = deployment or Deployment()
+        self.reading = reading or Reading()
+        self.protocol = protocol or EvaluationProtocol()
+        if self.deployment.flip != self.pipelines[0].flip:
+            raise ValueError(f"the deployment's flip averaging ({self.deployment.flip}) must be the deployed pipeline's "
+                             f"({self.pipelines[0].name}): the attack goes through it")  # fmt: skip
         self.data = data
         self.sources = [self.deploy(n) for n in sources]
         self.targets = [self.deploy(n) for n in targets]
-        self.batch_size = batch_size
-        self.seed = seed
-        self.quantize_images = quantize_images
-        self.average_precision = average_precision
-        self.progress = progress and distributed.is_main()
-        # Images per stored chunk of a setting, and per read of clean images: a whole number of batches, so that
-        # every image meets the same batch whatever the chunk size (batched kernels round by batch shape).
-        self.chunk_size = -(-chunk_size // batch_size) * batch_size
-        self.query = load_side(data.query, batch_size, image_size, workers)
-        self.gallery = load_side(data.gallery, batch_size, image_size, workers)
+        self.query = load_side(data.query, self.batch_size, self.reading.image_size, self.reading.workers)
+        self.gallery = load_side(data.gallery, self.batch_size, self.reading.image_size, self.reading.workers)
         self._clean: dict[tuple[str, bool], tuple[torch.Tensor, torch.Tensor]] = {}
         self._clean_evaluations: dict[tuple[str, str], tuple[RetrievalMetrics, RankingSummary]] = {}
 
+    # --- the options, by the names the attack kinds read (``AttackContext``) ----------------------
+    @property
+    def device(self) -> torch.device:
+        """The deployment's device."""
+        return self.deployment.device
+
+    @property
+    def batch_size(self) -> int:
+        """Images per model pass."""
+        return self.reading.batch_size
+
+    @property
+    def chunk_size(self) -> int:
+        """Images per stored chunk of a setting and per read of clean images: a whole number of batches."""
+        return self.reading.whole_chunk_size
+
+    @property
+    def progress(self) -> bool:
+        """Whether this process shows progress bars (under torchrun only the first one does)."""
+        return self.reading.progress and distributed.is_main()
+
+    @property
+    def seed(self) -> int:
+        """The seed of every random choice."""
+        return self.protocol.seed
+
+    @property
+    def quantize_images(self) -> bool:
+        """Whether attacked images are kept as 8-bit images."""
+        return self.protocol.quantize_images
+
+    @property
+    def pipelines(self) -> tuple[Pipeline, ...]:
+        """The evaluated pipelines; the first is the deployed one."""
+        return self.protocol.pipelines
+
+    @property
+    def average_precision(self) -> str:
+        """The AP variant ("standard" or "trapezoid")."""
+        return self.protocol.average_precision
+
+    @property
+    def train(self) -> list:
+        """The data set's training split."""
+        return self.data.train
+
     def deploy(self, named: NamedModel) -> NamedModel:
-        """The model as this campaign runs it: with its precision and memory format, inside the deployed
-        pipeline's flip averaging, on the campaign's device, in eval mode (idempotent)."""
-        model = with_flip(with_precision(named.model, self.amp, self.channels_last), self.pipelines[0].flip)
-        model.to(self.device).eval()
-        return replace(named, model=model)
+        """The model as this campaign runs it (``Deployment.deploy``; idempotent)."""
+        return replace(named, model=self.deployment.deploy(named.model))
 
     # --- features -------------------------------------------------------------------------
     @torch.no_grad()  # not inference_mode: clean features are references inside the attacks' graphs
@@ -157,25 +186,3 @@ class Campaign:
         """The clean row of results.json: metrics, the pipeline and the first true match's mean / median rank."""
         metrics, summary = self.clean_evaluation(named, pipeline)
         return {"pipeline": (pipeline or self.pipelines[0]).name, **metrics.as_dict(), **match_rank_stats(summary)}
-
-    # --- attack and scoring -----------------------------------------------------------------
-    def attack(self, setting: AttackSetting, sources: list[NamedModel] | None = None, folder: Path | None = None) -> AttackOutcome:
-        """Run one setting with the source model(s) (default: the campaign's); returns the adversarial images.
-
-        With ``folder`` each finished chunk is stored there, and chunks already there are reused: an
-        interrupted setting resumes from its last finished chunk.
-        """
-        setting.validate()
-        sources = [self.deploy(n) for n in sources] if sources else self.sources  # e.g. a transfer source of a plan
-        return attack_kind(setting.attack).run(self, setting, sources, folder)
-
-    def evaluate_outcome(self, outcome: AttackOutcome, named: NamedModel, pipeline: Pipeline | None = None) -> tuple[dict, DistanceRows]:
-        """Metrics, ranking damage and perturbation sizes of the attacked retrieval (see ``scoring.evaluate_outcome``)."""
-        return scoring.evaluate_outcome(self, outcome, named, pipeline)
-
-    def run(self, setting: AttackSetting, sources: list[NamedModel] | None = None, folder: Path | None = None) -> tuple[AttackOutcome, list[dict]]:
-        """Attack with the sources (chunks stored in ``folder`` if given), evaluate on every target; one result
-        row per target model and pipeline."""
-        sources = sources or self.sources
-        outcome = self.attack(setting, sources, folder)
-        return outcome, scoring.result_rows(self, outcome, sources)

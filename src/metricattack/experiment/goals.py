@@ -18,7 +18,7 @@ from metricattack.evaluation.pipeline import PLAIN
 from metricattack.evaluation.ranking import valid_mask
 
 if TYPE_CHECKING:
-    from metricattack.experiment.campaign import Campaign
+    from metricattack.experiment.context import AttackContext
     from metricattack.experiment.setting import AttackSetting, NamedModel
     from metricattack.experiment.side_images import SideImages
     from metricattack.models.reid import ModelSpec
@@ -80,7 +80,7 @@ def ahead_of_thresholds(distances: torch.Tensor, target_mask: torch.Tensor, thre
 
 
 def goal_tests(
-    campaign: Campaign,
+    context: AttackContext,
     setting: AttackSetting,
     sources: list[NamedModel],
     side: SideImages,
@@ -93,13 +93,13 @@ def goal_tests(
     Non-targeted: every true match ranked below rank GOAL_RANK; targeted: the target at rank 1, under the
     clean ranking of the other side (see ``goals``), for every source model.
     """
-    device = campaign.device
+    device = context.device
     reference_pids, reference_camids = reference.pids.to(device), reference.camids.to(device)
     specs = [named.model.spec for named in sources]
     thresholds = []  # gallery side: per query, the distance a planted / pushed image must beat
     if reference_slot == 1:
         targeted = setting.goal == "targeted"
-        thresholds = [ranking_thresholds(*campaign.clean_features(named), spec, reference, side, 1 if targeted else GOAL_RANK,
+        thresholds = [ranking_thresholds(*context.clean_features(named), spec, reference, side, 1 if targeted else GOAL_RANK,
                                          impostors_only=not targeted) for named, spec in zip(sources, specs)]  # fmt: skip
 
     def goal_of(batch: torch.Tensor):
@@ -112,7 +112,7 @@ def goal_tests(
             reached = torch.ones(len(rows), dtype=torch.bool, device=device)
             for number, (adv_features, named, spec) in enumerate(zip(features, sources, specs)):
                 distances = pairwise_distance(
-                    adv_features, campaign.clean_features(named)[1 - reference_slot], spec.metric, spec.normalize
+                    adv_features, context.clean_features(named)[1 - reference_slot], spec.metric, spec.normalize
                 )
                 if setting.goal == "targeted" and reference_slot == 1:
                     reached &= ahead_of_thresholds(distances, target_mask[rows], thresholds[number])

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from argparse import Namespace
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from metricattack.experiment.setting import NamedModel
 from metricattack.data import dataset_names, load_dataset
 from metricattack.data.base import ReIDData
 from metricattack.data.synthetic import SyntheticConfig, cached_synthetic
 from metricattack.errors import InputError
-from metricattack.models import ModelOptions
-from metricattack.models.options import OPTION_KEYS
-from metricattack.models.references import ModelReference, parse_reference
-from metricattack.system.runtime import choose_device
-from metricattack.training.zoo import obtain_zoo_model
+from metricattack.experiment.setting import NamedModel
+from metricattack.models.references import parse_reference
+from metricattack.models.zoo import load_zoo_model
 
 DEFAULT_DATA_NAME = "synthetic"
 
@@ -32,25 +28,15 @@ def load_data(dataset: str | None, root: str | Path | None, progress: bool = Tru
     return load_dataset(dataset, root)
 
 
-def model_from_reference(reference: str | Mapping, where: str = "model reference", progress: bool = True) -> NamedModel:
+def model_from_reference(reference: str | Mapping, where: str = "model reference") -> NamedModel:
     """A model from a reference (``default``, a checkpoint, ``ARCH:PATH``, ``torchreid:NAME``, ``python:...``,
     ``torchscript:FILE``, ``fastreid:FILE``, or a mapping with options; see ``models.references``), or
-    ``zoo:NAME`` (a zoo model, trained on first use)."""
+    ``zoo:NAME`` (a zoo model on disk; ``training.zoo.obtain_zoo_model`` trains a missing one)."""
     if isinstance(reference, str) and reference.startswith("zoo:"):
         name = reference[len("zoo:"):]
-        return NamedModel(name, obtain_zoo_model(name, load_data(None, None, progress), choose_device(), progress)[0])
+        return NamedModel(name, load_zoo_model(name)[0])
     parsed = parse_reference(reference, where)
     return NamedModel(parsed.display_name, parsed.load()[0])
-
-
-def model_options(args: Namespace) -> ModelOptions:
-    """The main model's stated options (``--input-size``, ``--mean``, ``--std``, ``--distance``, ``--normalize``)."""
-    return ModelOptions.from_mapping({key: getattr(args, key, None) for key in OPTION_KEYS})
-
-
-def main_reference(args: Namespace) -> ModelReference:
-    """The model named by --model / --weights / --weights-format and the option flags."""
-    return ModelReference(args.model, args.weights, args.weights_format, model_options(args))
 
 
 def unique_names(models: list[NamedModel]) -> list[NamedModel]:

@@ -26,6 +26,18 @@ DISTINGUISHING_COLUMNS = ("norm", "steps", "step_size", "restarts", "target_pid"
                           "source")  # what else tells two settings apart, in the order the printed table shows it  # fmt: skip
 
 
+def read_kind_record(run_dir: str | Path, kind: str, command: str) -> dict | None:
+    """The results.json of a ``metricattack COMMAND`` run folder whose record is of ``kind`` (``tracking``, ``wearing``),
+    None when there is none; a one-line error when it is not such a record."""
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        return None
+    record = read_document(path, json.loads, (json.JSONDecodeError,), str(path), f"a run folder written by metricattack {command}")
+    if not isinstance(record, dict) or record.get("kind") != kind or not isinstance(record.get("results"), list):
+        raise InputError(f"{path}: not a {kind} record (expected kind {kind!r} and 'results' rows)")
+    return record
+
+
 def read_results(run_dir: str | Path) -> dict:
     """Load a run's results.json with a one-line error when it is missing or malformed."""
     path = Path(run_dir) / "results.json"

@@ -27,12 +27,15 @@ import torch
 import torch.nn.functional as F
 
 from metricattack.attacks.attack import eval_mode
-from metricattack.experiment.outcome import AttackOutcome
-from metricattack.experiment.setting import AttackSetting, NamedModel
-from metricattack.experiment.campaign import Campaign
 from metricattack.attacks.losses import NonTargetedMetricLoss
+from metricattack.attacks.step_rule import StepRule
 from metricattack.evaluation import evaluate_ranking, valid_mask
 from metricattack.evaluation.distance import paired_distance
+from metricattack.experiment.campaign import Campaign
+from metricattack.experiment.outcome import AttackOutcome
+from metricattack.experiment.registry import run_attack
+from metricattack.experiment.scoring import evaluate_outcome
+from metricattack.experiment.setting import AttackSetting, NamedModel
 from metricattack.experiment.side_images import has_match
 
 LARGE_EPS = AttackSetting("ifgsm", 64.0, "gallery", steps=20, step_size=8.0)  # no random start: only gradients move it
@@ -45,25 +48,40 @@ RANDOM_PAIRS = 2000
 GRADIENT_IMAGES = 32
 
 
-@dataclass(frozen=True)
-class ZeroBallSetting(AttackSetting):
-    """A setting whose step rule runs with a ball of radius 0: every iterate is projected back onto the clean image.
+class ZeroBall:
+    """A step rule run inside a ball of radius 0: a mask lets no pixel change (``StepRule.run``'s ``mask``).
 
-    Users cannot ask for eps 0 (``pixels_to_fraction`` refuses it); this setting builds the rule at
-    eps 1/255 and then shrinks its ball to 0, so the random start, the steps, the projection,
-    best-iterate tracking, 8-bit rounding and the evaluation of attacked rows all run as in an attack.
+    Every other member is the rule's own, so the random start, the steps, best-iterate tracking, 8-bit
+    rounding and the evaluation of attacked rows all run as in an attack.
     """
 
-    def step_rule(self):
-        """The step rule of this setting at eps 1/255, with its eps then set to 0."""
-        rule = AttackSetting.step_rule(replace(self, eps=1.0))
-        rule.eps = 0.0
-        return rule
+    def __init__(self, rule: StepRule) -> None:
+        self.rule = rule
+
+    def __getattr__(self, name: str):
+        return getattr(self.rule, name)
+
+    def run(self, images: torch.Tensor, objective, generator=None, done=None, mask=None) -> torch.Tensor:
+        """The rule's adversarial images with nothing allowed to change: the images themselves, through the attack path."""
+        return self.rule.run(images, objective, generator, done, mask=images.new_zeros(len(images), *[1] * (images.dim() - 1)))
+
+
+@dataclass(frozen=True)
+class ZeroBallSetting(AttackSetting):
+    """A setting whose step rule runs with a ball of radius 0: no pixel may change.
+
+    Users cannot ask for eps 0 (``pixels_to_fraction`` refuses it), nor can a step rule be built with it;
+    this setting builds its rule at eps 1/255 through the constructor and runs it with a mask of zeros.
+    """
+
+    def step_rule(self) -> ZeroBall:
+        """The step rule of this setting at eps 1/255, run inside a ball of radius 0."""
+        return ZeroBall(AttackSetting.step_rule(replace(self, eps=1.0)))
 
 
 def embedding_shift(campaign: Campaign, outcome: AttackOutcome, named: NamedModel) -> float | None:
     """Mean distance between the attacked and clean features of the attacked images, on ``named``'s features
-    (after ``campaign.evaluate_outcome`` stored them); None when nothing was attacked."""
+    (after ``scoring.evaluate_outcome`` stored them); None when nothing was attacked."""
     attacked_query, attacked_gallery = outcome.features[named.name]
     clean_query, clean_gallery = campaign.clean_features(named)
     query_rows, gallery_rows = outcome.query_indices.to(campaign.device), outcome.gallery_indices.to(campaign.device)
@@ -114,8 +132,8 @@ def _check(name: str, passed: bool | None, summary: str, **numbers) -> dict:
 
 def _attacked_metrics(campaign: Campaign, setting: AttackSetting, named: NamedModel) -> tuple[dict, float | None]:
     """Attack with ``named`` itself and evaluate on it: (metrics, mean embedding shift)."""
-    outcome = campaign.attack(setting, [named])
-    metrics, _ = campaign.evaluate_outcome(outcome, named)
+    outcome = run_attack(campaign, setting, [campaign.deploy(named)])
+    metrics, _ = evaluate_outcome(campaign, outcome, named)
     return metrics, embedding_shift(campaign, outcome, named)
 
 
@@ -210,10 +228,11 @@ def transfer_check(record: dict, name: str) -> dict:
 
 
 def series_of(rows: list[dict], along: str) -> list[list[dict]]:
-    """Rows grouped by attack, norm, side, goal, restarts and target (and eps, along steps), each group sorted
-    by ``along`` ("eps" or "steps"); only groups measured at several values. Rows of a series (e.g. the
-    convergence steps) are left out of the eps curves."""
-    fields = ("attack", "norm", "side", "goal", "restarts", "target_pid") + (("eps",) if along == "steps" else ())
+    """Rows grouped by attack, norm, side, goal, restarts, target, pipeline, objective, distance and schedule
+    (and eps, along steps), each group sorted by ``along`` ("eps" or "steps"); only groups measured at several
+    values. Rows of a series (e.g. the convergence steps) are left out of the eps curves."""
+    fields = ("attack", "norm", "side", "goal", "restarts", "target_pid", "pipeline", "attack_loss", "attack_distance", "schedule")
+    fields += ("eps",) if along == "steps" else ()
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if along == "eps" and row.get("series") is not None:

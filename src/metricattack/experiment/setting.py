@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from metricattack.attacks.step_rule import StepRule
 from metricattack.attacks.steps import SCHEDULES, STEP_RULES, build_step_rule, pixels_to_fraction
 from metricattack.errors import InputError
 from metricattack.evaluation.distance import DISTANCE_METRICS
-from metricattack.experiment.registry import attack_kind
 from metricattack.models.reid import ReIDModel
 
 SIDES = ("gallery", "query", "both")
@@ -40,7 +40,8 @@ class AttackSetting:
     attack_loss: str = "paper"
 
     def validate(self) -> None:
-        """Raise InputError for a side, goal or target that is not one we know."""
+        """Raise InputError for a side, goal, target, distance, schedule or objective that is not one we know,
+        or that do not go together; what an attack takes is checked by its kind (``registry.check_setting``)."""
         if self.side not in SIDES:
             raise InputError(f"--side: unknown side {self.side!r} (expected one of {', '.join(SIDES)})")
         if self.goal not in GOALS:
@@ -53,37 +54,31 @@ class AttackSetting:
             )
         if self.schedule not in SCHEDULES:
             raise InputError(f"--schedule: unknown schedule {self.schedule!r} (expected one of {', '.join(SCHEDULES)})")
-        kind = attack_kind(self.attack)  # an unknown attack is named first
-        self._validate_attack_loss()
-        kind.validate(self)
-
-    def _validate_attack_loss(self) -> None:
-        """Raise InputError for an objective that is unknown or does not go with the other options."""
         if self.attack_loss not in ATTACK_LOSSES:
             raise InputError(f"--attack-loss: unknown objective {self.attack_loss!r} (expected one of {', '.join(ATTACK_LOSSES)})")
-        if self.attack_loss == "paper":
-            return
-        if self.attack not in STEP_RULES:
-            raise InputError(f"--attack-loss {self.attack_loss} is for the gradient step rules ({', '.join(STEP_RULES)}), "
-                             f"not --attack {self.attack}")  # fmt: skip
-        if self.goal != "untargeted":
-            raise InputError(f"--attack-loss {self.attack_loss} is non-targeted only (expected --goal untargeted)")
-        if self.attack_distance != "sqeuclidean":
-            raise InputError(f"--attack-distance does not apply to --attack-loss {self.attack_loss}: it ranks with each "
-                             "model's evaluation distance (--distance)")  # fmt: skip
 
-    def step_rule(self):
+    @property
+    def eps_fraction(self) -> float:
+        """eps as a fraction of 1: the one conversion from the pixels users type (InputError outside (0, 255])."""
+        return pixels_to_fraction(self.eps, "--eps")
+
+    @property
+    def step_size_fraction(self) -> float | None:
+        """The step size as a fraction of 1 (None: the attack's default)."""
+        return None if self.step_size is None else pixels_to_fraction(self.step_size, "--step-size")
+
+    def step_rule(self) -> StepRule:
         """The step rule, with eps and step size converted from pixels to fractions of 1."""
         options = {"norm": self.norm}
         if self.steps is not None:
             options["steps"] = self.steps
         if self.step_size is not None:
-            options["step_size"] = pixels_to_fraction(self.step_size, "--step-size")
+            options["step_size"] = self.step_size_fraction
         if self.restarts is not None:
             options["restarts"] = self.restarts
         if self.schedule != "paper":
             options["schedule"] = self.schedule
-        return build_step_rule(self.attack, pixels_to_fraction(self.eps, "--eps"), **options)
+        return build_step_rule(self.attack, self.eps_fraction, **options)
 
     @property
     def counted_pairs(self) -> bool:
@@ -111,10 +106,16 @@ class AttackSetting:
         return "-".join(parts)
 
 
-
 @dataclass
 class NamedModel:
     """A model with the name results are reported under."""
 
     name: str
     model: ReIDModel
+
+
+def check_paper_objective(setting: AttackSetting) -> None:
+    """InputError when an attack that is not a gradient step rule is given another objective than the paper's."""
+    if setting.attack_loss != "paper":
+        raise InputError(f"--attack-loss {setting.attack_loss} is for the gradient step rules ({', '.join(STEP_RULES)}), "
+                         f"not --attack {setting.attack}")  # fmt: skip

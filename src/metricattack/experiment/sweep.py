@@ -23,7 +23,9 @@ from metricattack.experiment.plans import Job
 from metricattack.experiment.examples import write_examples
 from metricattack.experiment.robustness_score import robustness_scores
 from metricattack.experiment.results import read_results, write_results
+from metricattack.experiment.registry import check_setting, run_attack
 from metricattack.experiment.sanity import embedding_shift
+from metricattack.experiment.scoring import result_rows
 
 
 # what must match for --resume to continue a run: the rows of the record and the stored chunks must come from the
@@ -59,7 +61,7 @@ def check_out_dir(out_dir: Path, resume: bool) -> None:
 def check_against_data(campaign: Campaign, settings: list[AttackSetting]) -> None:
     """Refuse, before any attack, a setting the data cannot serve (a --target-pid missing from a reference side)."""
     for setting in settings:
-        setting.validate()
+        check_setting(setting)
         if setting.target_pid is None:
             continue
         references = {"query": [campaign.gallery], "gallery": [campaign.query], "both": [campaign.gallery, campaign.query]}
@@ -93,8 +95,7 @@ def run_identity(campaign: Campaign, plan: list[str]) -> dict:
         "attacked_images": {  # what, besides the models, changes the adversarial images
             "query_size": list(campaign.query.shape[1:]),
             "gallery_size": list(campaign.gallery.shape[1:]),
-            "flip": campaign.pipelines[0].flip,  # the deployed pipeline's flip averaging: the attack goes through it
-            "amp": campaign.amp,
+            **campaign.deployment.identity,  # flip averaging (the attack goes through it) and precision
         },
         "average_precision": campaign.average_precision,
         "dataset": {
@@ -219,7 +220,8 @@ def _sweep(
                 record["examples"][job.key] = previous_record["examples"][job.key]
             continue
         folder = None if out_dir is None else out_dir / CHUNKS_FOLDER / safe_name(job.key) / safe_name(source)
-        outcome, rows = campaign.run(job.setting, group, folder)
+        outcome = run_attack(campaign, job.setting, [campaign.deploy(named) for named in group], folder)
+        rows = result_rows(campaign, outcome, group)
         series = {} if job.series is None else {"series": job.series}
         shift = {named.name: embedding_shift(campaign, outcome, named) for named in campaign.targets}
         record["results"] += [{"key": job.key, **row, **series, "embedding_shift": shift[row["target"]]} for row in rows]

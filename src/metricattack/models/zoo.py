@@ -1,10 +1,11 @@
 """The model zoo: diverse re-ID models trained on the default synthetic data, to transfer attacks between.
 
-Each entry is a ``metricattack train`` command. Small models ship with the package (fp16
+Each entry is an architecture with its training options (the ``metricattack train`` command line that
+reproduces it is written by the CLI, ``cli.train.train_command``). Small models ship with the package (fp16
 safetensors under ``models/zoo/``, the bundled default model for ``compact``); the others are
 trained on first use by ``metricattack zoo`` and cached under ``cache_root()/zoo/<name>/``, like the
 synthetic data. Training them is the job of ``training/zoo.py``; this module only knows names,
-commands and where the weights are.
+recipes and where the weights are.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from metricattack.system.cache import cache_root
 from metricattack.errors import InputError
 from metricattack.models import DEFAULT_CHECKPOINT
-from metricattack.models.checkpoints import load_checkpoint, read_metadata
+from metricattack.models.checkpoints import load_checkpoint
 from metricattack.models.reid import ReIDModel
 
 SHIPPED_DIR = Path(__file__).parent / "zoo"
@@ -31,17 +32,6 @@ class ZooEntry:
     model_options: dict = field(default_factory=dict)  # build_model options (input_size, last_stride)
     shipped: bool = False
     description: str = ""
-
-    @property
-    def command(self) -> str:
-        """The ``metricattack train`` command that reproduces this model."""
-        parts = ["metricattack train", f"--model {self.arch}"]
-        if "input_size" in self.model_options:
-            parts.append("--input-size {} {}".format(*self.model_options["input_size"]))
-        if "last_stride" in self.model_options:
-            parts.append(f"--last-stride {self.model_options['last_stride']}")
-        parts += [f"--{key.replace('_', '-')} {value}" for key, value in self.train_options.items()]
-        return " ".join(parts)
 
 
 ZOO: dict[str, ZooEntry] = {
@@ -92,20 +82,5 @@ def zoo_available(name: str) -> bool:
 def load_zoo_model(name: str) -> tuple[ReIDModel, dict]:
     """Load a zoo model that is on disk (``training.zoo.obtain_zoo_model`` trains a missing one)."""
     if not zoo_available(name):
-        raise InputError(f"zoo model {name!r} is not trained yet (run: metricattack zoo --train {name})")
+        raise InputError(f"zoo model {name!r} is not trained yet (metricattack zoo {name} trains it)")
     return load_checkpoint(zoo_checkpoint(name))
-
-
-def zoo_table(names: list[str] | None = None) -> str:
-    """A Markdown table of zoo models: architecture, where the weights are, clean metrics and the command."""
-    lines = ["| model | architecture | weights | mAP | rank-1 | command |", "|---|---|---|---|---|---|"]
-    for name in names or zoo_names():
-        entry = zoo_entry(name)
-        metrics = {}
-        status = "not trained yet"
-        if zoo_available(name):
-            metrics = read_metadata(zoo_checkpoint(name)).get("clean_metrics", {})
-            status = "shipped" if entry.shipped else f"cached ({zoo_checkpoint(name).parent})"
-        cells = [f"{100 * metrics[key]:.1f}" if key in metrics else "-" for key in ("mAP", "rank1")]
-        lines.append(f"| {name} | {entry.arch} | {status} | {cells[0]} | {cells[1]} | `{entry.command}` |")
-    return "\n".join(lines) + "\n"

@@ -24,9 +24,11 @@ def interrupt_exit_code(exc: KeyboardInterrupt) -> int:
 
 @contextmanager
 def _handling(signums: tuple[int, ...], handler) -> Iterator[bool]:
-    """Within the block ``handler`` handles ``signums``; yields whether it could be installed (main thread only)."""
+    """Within the block ``handler`` handles those of ``signums`` not ignored; yields whether it could be installed
+    (main thread only). A signal ignored when the block starts stays ignored, as Python leaves a SIGINT the process
+    was started with ignored (a background job of a script): whoever launched us asked for that."""
     try:
-        previous = {signum: signal.signal(signum, handler) for signum in signums}
+        previous = {signum: signal.signal(signum, handler) for signum in signums if signal.getsignal(signum) != signal.SIG_IGN}
     except ValueError:  # not the main thread
         yield False
         return

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from metricattack.system.atomic import atomic_write
 from metricattack.data.base import Sample
-from metricattack.errors import InputError
+from metricattack.errors import InputError, NumericalError
 from metricattack.data.images import read_images
 from metricattack.models.checkpoints import (
     checkpoint_paths,
@@ -100,7 +100,7 @@ def check_finite_step(model: ReIDModel, loss: torch.Tensor, where: str, out_dir:
     grad_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])) if grads else loss
     if not bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)):
         what = "the loss" if not torch.isfinite(loss.detach()) else "a gradient"
-        raise InputError(
+        raise NumericalError(
             f"training {where}: {what} is not finite (NaN or inf); lower --lr or check the data "
             f"(the checkpoints of the finished epochs in {out_dir} are intact)"
         )

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from metricattack.data.synthetic.texture import TextureLayer
+
 Colour = np.ndarray | Callable[[np.ndarray, np.ndarray], np.ndarray]  # RGB, or a function of (U, V)
 Point = tuple[float, float]  # (u, v) in body units
 Window = tuple[tuple[slice, slice], np.ndarray, np.ndarray]  # pixel slices, U (1, w), V (h, 1)
@@ -13,11 +15,22 @@ Window = tuple[tuple[slice, slice], np.ndarray, np.ndarray]  # pixel slices, U (
 
 class Canvas:
     """An RGB float image with a person-centred frame: u across (mirrored by ``facing``), v from the
-    head top (0) to the soles (1), both in units of the person's height."""
+    head top (0) to the soles (1), both in units of the person's height. ``layer``, if given, records
+    where a print shows (canvases drawing into one image share it)."""
 
-    def __init__(self, pixels: np.ndarray, cx: float, top: float, person_height: float, facing: int, light: float):
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        cx: float,
+        top: float,
+        person_height: float,
+        facing: int,
+        light: float,
+        layer: TextureLayer | None = None,
+    ):
         self.pixels = pixels  # (H, W, 3) float32, drawn in place
         self.cx, self.top, self.ph, self.facing, self.light = cx, top, person_height, facing, light
+        self.layer = layer
 
     def window(self, u0: float, u1: float, v0: float, v1: float) -> Window | None:
         """Pixel slices covering a body-unit box, and the body coordinates of their centres: U (1, w), V (h, 1)."""
@@ -36,9 +49,17 @@ class Canvas:
         shape = (v.shape[0], u.shape[1])
         if mask.shape != shape:
             mask = np.broadcast_to(mask, shape)
-        shade = (shading if shading.shape == shape else np.broadcast_to(shading, shape))[mask]
+        shading = shading if shading.shape == shape else np.broadcast_to(shading, shape)
         rgb = colour(u, v)[mask] if callable(colour) else colour
-        self.pixels[where][mask] = rgb * shade[:, None]
+        self.pixels[where][mask] = rgb * shading[mask][:, None]
+        if self.layer is not None:
+            self.layer.record(where, mask, colour, shading, u, v)
+
+    def darken(self, where: tuple[slice, slice], factor: np.ndarray) -> None:
+        """Multiply the pixels of ``where`` by ``factor`` (h, w): a shadow."""
+        self.pixels[where] *= factor[..., None]
+        if self.layer is not None:
+            self.layer.darken(where, factor)
 
     def lit(self, across: np.ndarray) -> np.ndarray:
         """Side lighting: ``across`` in -1..1 is the position across a part, in body units' direction."""

@@ -6,6 +6,7 @@ import numpy as np
 
 from metricattack.data.synthetic.canvas import Canvas, Colour, Point
 from metricattack.data.synthetic.identities import Appearance
+from metricattack.data.synthetic.texture import PrintedTop, Texture
 
 
 def top_colour(look: Appearance, view: str, sleeve: bool = False) -> Colour:
@@ -31,14 +32,19 @@ def top_colour(look: Appearance, view: str, sleeve: bool = False) -> Colour:
     return paint
 
 
-def render_person(canvas: Canvas, look: Appearance, view: str, rng: np.random.Generator) -> None:
-    """Draw a pedestrian in ``view`` (front, back, side facing +u) with gait and pose jitter."""
+def render_person(
+    canvas: Canvas, look: Appearance, view: str, rng: np.random.Generator, texture: Texture | None = None
+) -> None:
+    """Draw a pedestrian in ``view`` (front, back, side facing +u) with gait and pose jitter; ``texture``
+    is printed on the torso of the top in front and back views."""
     side = view == "side"
     build = look.build
     phase = rng.uniform(0, 2 * np.pi)
     stride = rng.uniform(0.22, 0.42)  # leg swing amplitude, radians
     skin, bottom, shoes = look.skin, look.bottom, look.shoes
     top = top_colour(look, view)
+    if texture is not None and not side:
+        top = PrintedTop(top, texture, canvas.facing)
     sleeve = top_colour(look, view, sleeve=True)
     hip_v, thigh, shin = 0.5, 0.225, 0.235
     thigh_r, shin_r = 0.042 * build, 0.034 * build
@@ -49,7 +55,7 @@ def render_person(canvas: Canvas, look: Appearance, view: str, rng: np.random.Ge
     if shadow_box is not None:  # a soft shadow on the ground
         where, u, v = shadow_box
         d2 = (u / 0.2) ** 2 + ((v - 1.0) / 0.035) ** 2
-        canvas.pixels[where] *= np.where(d2 <= 1, 0.7 + 0.3 * d2, 1.0)[..., None]
+        canvas.darken(where, np.where(d2 <= 1, 0.7 + 0.3 * d2, 1.0))
 
     def leg(hip_u: float, swing: float, lift: float, dim: float) -> None:
         knee = (hip_u + thigh * np.sin(swing), hip_v + thigh * np.cos(swing) - lift)

@@ -6,15 +6,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from metricattack.data.synthetic.canvas import Canvas
-from metricattack.data.synthetic.config import PALETTE, VIEWS, SyntheticConfig
-from metricattack.data.synthetic.identities import Appearance, Camera, Track, make_appearance
+from metricattack.data.synthetic.config import PALETTE, VIEWS, SyntheticConfig, rng_for
+from metricattack.data.synthetic.identities import Appearance, Camera, Track, make_appearance, make_cameras, make_track
 from metricattack.data.synthetic.person import render_person
+from metricattack.data.synthetic.texture import PrintScene, Texture, TextureLayer
+from metricattack.errors import InputError
 
 SUPERSAMPLE = 2  # render at this multiple of the output size, then average down (anti-aliasing)
 
@@ -54,9 +56,15 @@ def background(camera: Camera, track: Track, height: int, width: int, rng: np.ra
 
 
 def add_occluder(
-    pixels: np.ndarray, rng: np.random.Generator, palette_size: int, light: float, draw_person: Callable[[], None]
+    pixels: np.ndarray,
+    rng: np.random.Generator,
+    palette_size: int,
+    light: float,
+    draw_person: Callable[[], None],
+    layer: TextureLayer | None = None,
 ) -> None:
-    """Something between the camera and the person: an object at the bottom, a pole, or a passer-by."""
+    """Something between the camera and the person: an object at the bottom, a pole, or a passer-by
+    (``layer``: the print's record, which the object covers)."""
     h, w = pixels.shape[:2]
     kind = rng.choice(["object", "pole", "person"], p=[0.35, 0.25, 0.4])
     if kind == "person":
@@ -70,6 +78,8 @@ def add_occluder(
         rows = np.linspace(1.1, 0.75, h - y0, dtype=np.float32)[:, None, None]
         pixels[y0:, x0:x1] = colour * rows
         pixels[y0 : y0 + max(1, h // 64), x0:x1] = colour * 1.25
+        if layer is not None:
+            layer.cover((slice(y0, None), slice(x0, x1)))
     else:  # a pole or a tree trunk
         x0 = int(w * rng.uniform(-0.1, 0.85))
         x1 = x0 + int(w * rng.uniform(0.1, 0.3))
@@ -77,6 +87,8 @@ def add_occluder(
         if x1 > x0:
             across = np.linspace(-1, 1, x1 - x0, dtype=np.float32)[None, :, None]
             pixels[:, x0:x1] = colour * (1 - 0.3 * across * across + 0.15 * light * across)
+            if layer is not None:
+                layer.cover((slice(None), slice(x0, x1)))
 
 
 def downsample(pixels: np.ndarray, factor: int) -> np.ndarray:
@@ -92,8 +104,72 @@ def render_image(
     config: SyntheticConfig,
     rng: np.random.Generator,
     junk: bool = False,
+    texture: Texture | None = None,
 ) -> Image.Image:
-    """One image of an identity through a camera (``junk``: a bad crop showing little of the person)."""
+    """One image of an identity through a camera (``junk``: a bad crop showing little of the person;
+    ``texture``: a print on the top)."""
+    return draw(look, camera, track, config, rng, junk, texture, None)[0]
+
+
+def render_scene(
+    look: Appearance,
+    camera: Camera,
+    track: Track,
+    config: SyntheticConfig,
+    rng: np.random.Generator,
+    junk: bool = False,
+    texture: Texture | None = None,
+) -> tuple[Image.Image, PrintScene]:
+    """``render_image`` (the same bytes), with what the torch compositor needs to redraw its print."""
+    layer = TextureLayer(config.height * SUPERSAMPLE, config.width * SUPERSAMPLE)
+    image, scene = draw(look, camera, track, config, rng, junk, texture, layer)
+    assert scene is not None  # a layer always gives a scene
+    return image, scene
+
+
+def render_wearer(
+    config: SyntheticConfig,
+    identity: int,
+    texture: Texture | None,
+    cameras: Sequence[int],
+    count: int,
+    seed: int = 0,
+    fresh_tracks: bool = False,
+) -> list[tuple[Image.Image, PrintScene]]:
+    """``count`` renders of ``identity`` (a pid of ``config``) wearing ``texture``, through the 1-based
+    ``cameras`` in turn, each with the renderer's own draws (view, gait, pose, distance, light, occluders,
+    noise) from its own generator (config.seed, seed, identity, camera, index). The identity walks its
+    own track in each camera, as in the data set, or with ``fresh_tracks`` a new one per render (any of
+    the camera's views, either direction)."""
+    known = make_cameras(config)
+    if not cameras:
+        raise InputError("cameras: expected at least one camera, got none")
+    if any(not 1 <= number <= len(known) for number in cameras):
+        raise InputError(f"cameras: expected camera numbers between 1 and {len(known)}, got {list(cameras)}")
+    if not 1 <= identity <= config.train_ids + config.test_ids:
+        raise InputError(f"identity: expected a pid between 1 and {config.train_ids + config.test_ids}, got {identity}")
+    look = make_appearance(rng_for(config.seed, 3, identity), config.palette_size)
+    renders = []
+    for index in range(count):
+        number = cameras[index % len(cameras)]
+        rng = rng_for(config.seed, 6, seed, identity, number, index)
+        track_rng = rng if fresh_tracks else rng_for(config.seed, 5, identity, number)  # the writer's track
+        track = make_track(track_rng, known[number - 1])
+        renders.append(render_scene(look, known[number - 1], track, config, rng, texture=texture))
+    return renders
+
+
+def draw(
+    look: Appearance,
+    camera: Camera,
+    track: Track,
+    config: SyntheticConfig,
+    rng: np.random.Generator,
+    junk: bool,
+    texture: Texture | None,
+    layer: TextureLayer | None,
+) -> tuple[Image.Image, PrintScene | None]:
+    """Render one image; with a ``layer``, also its PrintScene."""
     h, w = config.height, config.width
     big_h, big_w = h * SUPERSAMPLE, w * SUPERSAMPLE
     view = VIEWS[track.view if rng.random() < 0.75 else int(rng.choice(3, p=camera.views))]
@@ -107,32 +183,50 @@ def render_image(
         top += rng.uniform(-0.5, 0.3) * big_h
     # the background is drawn at the output size: supersampling only smooths the person's edges
     pixels = background(camera, track, h, w, rng).repeat(SUPERSAMPLE, axis=0).repeat(SUPERSAMPLE, axis=1)
+
     def passer_by() -> None:
         other = make_appearance(rng, config.palette_size)
         shift = rng.choice([-1, 1]) * rng.uniform(0.5, 0.8) * big_w
         scale = rng.uniform(0.9, 1.15)
         facing = int(rng.choice([-1, 1]))
         other_top = top - (scale - 1) * person_height
-        canvas = Canvas(pixels, cx + shift, other_top, person_height * scale, facing, camera.light)
+        canvas = Canvas(pixels, cx + shift, other_top, person_height * scale, facing, camera.light, layer)
         render_person(canvas, other, VIEWS[int(rng.integers(3))], rng)
 
     occluded = rng.random() < config.occlusion
     behind = occluded and rng.random() < 0.2
     if behind:  # a passer-by behind the person
         passer_by()
-    render_person(Canvas(pixels, cx, top, person_height, facing, camera.light), look, view, rng)
+    render_person(Canvas(pixels, cx, top, person_height, facing, camera.light, layer), look, view, rng, texture)
     if occluded and not behind:
-        add_occluder(pixels, rng, config.palette_size, camera.light, passer_by)
-    pixels = downsample(pixels, SUPERSAMPLE) * rng.uniform(0.94, 1.06)  # per-image light flicker
+        add_occluder(pixels, rng, config.palette_size, camera.light, passer_by, layer)
+    flicker = rng.uniform(0.94, 1.06)  # per-image light
+    rest = None if layer is None else downsample(np.where(layer.covered[..., None], 0, pixels), SUPERSAMPLE)
+    pixels = downsample(pixels, SUPERSAMPLE) * flicker
     pixels = pixels * camera.gain * camera.white_balance
     grey = pixels.mean(axis=2, keepdims=True)
     pixels = grey + camera.saturation * (pixels - grey)
     image = Image.fromarray(np.uint8(np.clip(pixels + 0.5, 0, 255)))
+    small = (max(8, round(w * camera.resolution)), max(8, round(h * camera.resolution)))
     if camera.resolution < 0.95:
-        small = (max(8, round(w * camera.resolution)), max(8, round(h * camera.resolution)))
         image = image.resize(small, Image.BILINEAR).resize((w, h), Image.BILINEAR)
-    if camera.blur > 0.1:
-        image = image.filter(ImageFilter.GaussianBlur(camera.blur * h / 128))
+    blur = camera.blur * h / 128 if camera.blur > 0.1 else 0.0
+    if blur:
+        image = image.filter(ImageFilter.GaussianBlur(blur))
     noise = rng.standard_normal((h, w, 3), dtype=np.float32) * (camera.noise * 255)
     noisy = np.asarray(image, dtype=np.float32) + noise
-    return Image.fromarray(np.uint8(np.clip(noisy + 0.5, 0, 255)))
+    image = Image.fromarray(np.uint8(np.clip(noisy + 0.5, 0, 255)))
+    if layer is None or rest is None:
+        return image, None
+    scene = PrintScene(
+        grid=layer.grid.copy(),
+        shading=np.where(layer.covered, layer.shading, 0).astype(np.float32),
+        rest=rest.astype(np.float32),
+        gain=flicker * camera.gain * camera.white_balance.astype(np.float64),
+        saturation=camera.saturation,
+        resize=small if camera.resolution < 0.95 else None,
+        blur=blur,
+        noise=noise,
+        supersample=SUPERSAMPLE,
+    )
+    return image, scene

@@ -1,0 +1,1 @@
+"""Video for the tracker attack: sequences and their MOTChallenge files, detections, tracker adapters, tracking metrics."""
