@@ -22,7 +22,7 @@ from metricattack.wearing.run import WearRun, run_wear
 from metricattack.wearing.scoring import render_features, score_renders
 from metricattack.wearing.setting import WearSetting
 from metricattack.wearing.wearers import choose_target, choose_wearers, synthetic_config
-from tests.conftest import TINY
+from conftest import TINY
 
 WEARER = TINY.train_ids + 1  # the first test identity
 SETTING = WearSetting(train_cameras=(1, 2), test_cameras=(3,), steps=25, renders=4, lr=0.3, tv_weight=0.0,

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from metricattack.cli import main
-from tests.conftest import random_checkpoint
+from conftest import random_checkpoint
 
 
 @pytest.fixture(scope="module")

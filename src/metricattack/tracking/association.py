@@ -28,6 +28,7 @@ from metricattack.attacks.losses import PULLS, NonTargetedMetricLoss, TargetedMe
 from metricattack.attacks.margin import RankingMarginLoss
 from metricattack.evaluation.distance import pairwise_distance
 from metricattack.tracking.embedding import CropEmbedder
+from metricattack.tracking.patches import cut_patches
 from metricattack.video.motfiles import FrameBoxes
 
 LOSSES = ("paper", "margin", "neighbour")
@@ -136,22 +137,16 @@ def attack_frame(
     """The frame with the pixels inside the attacked detections' boxes perturbed (float, not yet rounded), and
     the attack's pass counts.
 
-    The optimised variable is the part of the frame the attacked boxes span (their bounding region), so the
-    steps and projections do not sweep the whole frame; the rest of the frame is copied back unchanged."""
-    boxes = corners[targets.detections]
-    x1, y1 = boxes[:, 0].min(), boxes[:, 1].min()
-    x2, y2 = boxes[:, 2].max(), boxes[:, 3].max()
-    region = frame[..., y1:y2, x1:x2]
-    crops = embedder.crops(boxes - np.array([x1, y1, x1, y1]))
+    The optimised variable is the patches around the attacked boxes (``patches``: overlapping boxes share
+    one), so the steps and projections do not sweep the whole frame; the rest of the frame is unchanged.
+    Under L2 the ball is per patch."""
+    patches = cut_patches(frame, corners[targets.detections], embedder.input_size)
     attack = MetricAttack([embedder.model], [loss], step_rule)
     masks = {"own_mask": targets.own_mask.to(frame.device)}
     if targets.target_mask is not None:
         masks["target_mask"] = targets.target_mask.to(frame.device)
     if isinstance(loss, RankingMarginLoss):
         masks["impostor_mask"] = targets.impostor_mask.to(frame.device)
-    attacked = attack.perturb(
-        region, [targets.references.to(frame.device)], generator=generator, input_map=crops, mask=crops.mask(region), **masks
-    )
-    adversarial = frame.clone()
-    adversarial[..., y1:y2, x1:x2] = attacked
-    return adversarial, attack.counters()
+    attacked = attack.perturb(patches.variable, [targets.references.to(frame.device)], generator=generator,
+                              input_map=patches.crops, mask=patches.crops.mask(patches.variable), **masks)  # fmt: skip
+    return patches.paste(frame, attacked), attack.counters()
