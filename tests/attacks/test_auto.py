@@ -166,8 +166,8 @@ def test_auto_with_a_ball_of_radius_0_gives_the_clean_metrics_exactly(campaign, 
 
     def zero_ball(self, *args, **kwargs):
         build(self, *args, **kwargs)
-        for attack in self.stages.values():
-            attack.step_rule.eps = 0.0
+        for stage in self.stages.values():
+            stage.step_rule.eps = 0.0
         self.search.eps = 0.0
 
     monkeypatch.setattr(AutoEnsemble, "__init__", zero_ball)

@@ -38,6 +38,19 @@ def read_kind_record(run_dir: str | Path, kind: str, command: str) -> dict | Non
     return record
 
 
+def write_result_files(run_dir: str | Path, record: dict, columns: tuple[str, ...], markdown: str) -> None:
+    """results.json (the record), results.csv (its ``results`` rows in ``columns``) and results.md (``markdown``),
+    each written atomically."""
+    run_dir = Path(run_dir)
+    atomic_write_text(run_dir / "results.json", json.dumps(record, indent=2) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(record["results"])
+    atomic_write_text(run_dir / "results.csv", buffer.getvalue())
+    atomic_write_text(run_dir / "results.md", markdown)
+
+
 def read_results(run_dir: str | Path) -> dict:
     """Load a run's results.json with a one-line error when it is missing or malformed."""
     path = Path(run_dir) / "results.json"

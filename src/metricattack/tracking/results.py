@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 
-from metricattack.system.atomic import atomic_write_text
+from metricattack.experiment.results import write_result_files
 
 COLUMNS = ("setting", "idf1", "idsw", "mota", "hota", "assa", "deta", "pairs", "switched", "switch_success",
            "frames_attacked", "boxes_attacked", "ssim", "gradient_passes", "seconds")  # fmt: skip
@@ -43,13 +40,6 @@ def text_table(rows: list[dict]) -> str:
 
 def write_results(run_dir: Path, record: dict) -> None:
     """results.json, results.csv and results.md, each written atomically."""
-    run_dir = Path(run_dir)
-    atomic_write_text(run_dir / "results.json", json.dumps(record, indent=2) + "\n")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(record["results"])
-    atomic_write_text(run_dir / "results.csv", buffer.getvalue())
     against = record.get("against", "ground truth")
     header = f"# Tracking: {record.get('sequence', '')}\n\nMetrics against {against}; fractions in %.\n\n"
-    atomic_write_text(run_dir / "results.md", header + markdown_table(record["results"]))
+    write_result_files(run_dir, record, COLUMNS, header + markdown_table(record["results"]))

@@ -3,12 +3,9 @@ results.csv and results.md (a row per wearer), and reading a record back to resu
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 
-from metricattack.system.atomic import atomic_write_text
+from metricattack.experiment.results import write_result_files
 
 PRINTS = ("clean", "pattern", "random")  # what the wearer wears in a scored set of renders
 COLUMNS = ("pid", "goal", "target", "rank1_clean", "rank1_pattern", "rank1_random", "mAP_clean", "mAP_pattern",
@@ -77,15 +74,8 @@ def summary_lines(summary: dict) -> str:
 
 def write_results(run_dir: Path, record: dict) -> None:
     """results.json, results.csv and results.md, each written atomically."""
-    run_dir = Path(run_dir)
-    atomic_write_text(run_dir / "results.json", json.dumps(record, indent=2) + "\n")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(record["results"])
-    atomic_write_text(run_dir / "results.csv", buffer.getvalue())
     setting = record["setting"]
     header = (f"# Wearable pattern: {setting['goal']} on the {setting['area']}\n\nOptimised on cameras {setting['train_cameras']}, "
               f"scored on held-out cameras {setting['test_cameras']}; fractions in %.\n\n")
     summary = "\n## Summary\n\n" + "".join(f"- {line}\n" for line in summary_lines(record["summary"]).splitlines())
-    atomic_write_text(run_dir / "results.md", header + markdown_table(record["results"]) + summary)
+    write_result_files(run_dir, record, COLUMNS, header + markdown_table(record["results"]) + summary)
