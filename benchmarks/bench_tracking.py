@@ -1,9 +1,9 @@
 """The tracker attack's cost per frame against what it cannot avoid: the clean tracker's frame and the
 attack's gradient passes on that frame's crops, each timed as one bare forward and backward.
 
-    python benchmarks/bench_tracking.py [--frames 180] [--steps 20] [--threads 1] [--repeats 3]
+    python benchmarks/bench_tracking.py [--frames 180] [--steps 20] [--threads 1] [--repeats 3] [--model MODEL --input-size H W]
 
-On the bundled scene with the bundled model and DeepSORT, in one process (so the ratio holds when the
+On the bundled scene with the bundled model (or ``--model``, any model reference) and DeepSORT, in one process (so the ratio holds when the
 machine's speed drifts): the clean run's seconds per frame; the untargeted I-FGSM attack on every
 frame; and the bare passes it cannot avoid, the model's forward and input gradient on each attacked
 frame's crops, as many times as the attack steps. The target (issue 29): attacked frame <= 1.15 x (clean frame + passes x bare pass). The section
@@ -22,6 +22,7 @@ from results_file import append_section
 from metricattack.data.synthetic.scene import SceneConfig
 from metricattack.data.synthetic.scene_render import cached_scene
 from metricattack.models import load_model
+from metricattack.models.options import ModelOptions
 from metricattack.tracking.embedding import CropEmbedder, box_corners, frame_tensor
 from metricattack.tracking.inputs import first_frames
 from metricattack.tracking.online import run_tracker
@@ -55,11 +56,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", help="a model reference, as --model of metricattack (default: the bundled model)")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="the model's input size")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sequence = first_frames(open_sequence(cached_scene(SceneConfig(), progress=False)), args.frames)
-    model, _ = load_model()
-    embedder = CropEmbedder(model, model.spec.input_size, torch.device("cpu"), "default")
+    options = ModelOptions(input_size=None if args.input_size is None else tuple(args.input_size))
+    model, _ = load_model(args.model, options=options)
+    embedder = CropEmbedder(model, model.spec.input_size, torch.device("cpu"), args.model or "default")
     make = lambda appearance: build_tracker("deepsort", appearance=appearance)  # noqa: E731
     clean = min((run_tracker(sequence, sequence.detections, make, embedder, TrackSetting("clean"), progress=False).seconds
                  for _ in range(args.repeats)))  # fmt: skip
@@ -75,7 +79,8 @@ def main() -> None:
         f"\n## Tracker attack cost per frame ({time.strftime('%Y-%m-%d')})\n",
         f"Command: `python benchmarks/{' '.join(sys.argv)}`  ",
         f"Machine: {args.threads} torch thread(s), CPU, torch {torch.__version__}; bundled scene ({frames} frames, "
-        f"{sum(len(d) for d in sequence.detections)} detections), bundled model, DeepSORT; {setting.key}.  ",
+        f"{sum(len(d) for d in sequence.detections)} detections), model {args.model or 'bundled'} at "
+        f"{model.spec.input_size[0]}x{model.spec.input_size[1]}, DeepSORT; {setting.key}.  ",
         f"Bare passes: on each attacked frame, {args.steps} forward and input-gradient passes of the model on exactly "
         f"that frame's attacked crops, already cut (best of {args.repeats}). Clean: best of {args.repeats} runs. One warm-up "
         "run of 5 attacked frames first (one-off imports).\n",
