@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from metricattack.cli.checks import integer, model_reference, nonneg_float, positive_float, positive_int
+from metricattack.cli.checks import integer, model_reference, nonneg_float, nonneg_int, positive_float, positive_int
 from metricattack.cli.options import add_common, add_model, add_out, add_resume
 from metricattack.cli.wiring import load_reference, main_reference
 from metricattack.data import load_dataset
@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=positive_int, default=defaults.steps, help=f"Adam steps (default {defaults.steps})")
     parser.add_argument("--renders", type=positive_int, default=defaults.renders,
                         help=f"fresh renders of the wearer per step (default {defaults.renders})")
+    parser.add_argument("--random-cameras", type=nonneg_int, default=defaults.random_cameras, metavar="N",
+                        help=f"more renders per step, each through a new random camera (default {defaults.random_cameras})")
     parser.add_argument("--lr", type=positive_float, default=defaults.lr, help=f"Adam learning rate on W, T = sigmoid(W) (default {defaults.lr})")
     parser.add_argument("--tv-weight", type=nonneg_float, default=defaults.tv_weight,
                         help=f"weight of the total variation (default {defaults.tv_weight})")
@@ -69,7 +71,7 @@ def build_setting(args: argparse.Namespace, config: SyntheticConfig) -> WearSett
         train_cameras=tuple(train if args.train_cameras is None else args.train_cameras),
         test_cameras=tuple(test if args.test_cameras is None else args.test_cameras),
         steps=args.steps, renders=args.renders, lr=args.lr, tv_weight=args.tv_weight, print_weight=args.print_weight,
-        texture_size=tuple(args.texture_size), eval_renders=args.eval_renders,
+        texture_size=tuple(args.texture_size), eval_renders=args.eval_renders, random_cameras=args.random_cameras,
     )  # fmt: skip
     setting.validate(config.cameras)
     return setting

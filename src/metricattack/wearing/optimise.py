@@ -1,6 +1,7 @@
 """Optimising a print: Adam on W with the texture T = sigmoid(W) (always in [0, 1], no projection), each step
-on fresh renders of the wearer from the training cameras (expectation over transformation, as advPattern's
-multi-position sampling), through the torch compositor and the model."""
+on fresh renders of the wearer from the training cameras, and optionally through new random cameras
+(expectation over transformation, as advPattern's multi-position sampling, plus camera randomisation),
+through the torch compositor and the model."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def optimise_pattern(
     history = []
     with frozen(model), tqdm(range(setting.steps), desc=f"pattern {pid}", disable=not progress, leave=False) as bar:
         for step in bar:
-            batch, cameras = training_batch(config, pid, setting.area, setting.train_cameras, setting.renders, seed, step, device)
+            batch, cameras = training_batch(config, pid, setting.area, setting.train_cameras, setting.renders, seed, step, device,
+                                            setting.random_cameras)  # fmt: skip
             texture = torch.sigmoid(weights)
             features = model(composite(texture, batch))
             loss, parts = objective(texture, features, cameras.to(device), references)
@@ -78,4 +80,4 @@ def optimise_pattern(
             history.append(parts)
             bar.set_postfix(metric=f"{parts['metric']:.3f}", tv=f"{parts['tv']:.3f}")
     texture = torch.sigmoid(weights.detach()).cpu()
-    return Optimised(texture, history, setting.steps * setting.renders, setting.steps)
+    return Optimised(texture, history, setting.steps * (setting.renders + setting.random_cameras), setting.steps)

@@ -11,11 +11,14 @@ import torch
 
 from metricattack.data.synthetic import SyntheticConfig
 from metricattack.data.synthetic.compositor import SceneBatch, stack_scenes
+from metricattack.data.synthetic.config import WALL_KINDS
+from metricattack.data.synthetic.identities import Camera, make_camera
 from metricattack.data.synthetic.render import render_wearer
 from metricattack.data.synthetic.texture import AREAS, Texture
 
 # Streams of render seeds (the first key after the run's seed).
 OPTIMISE, REFERENCES, UNSEEN, SEEN = 1, 2, 3, 4
+RANDOM_CAMERAS = 6  # (5 is the contact sheet's, in run.py)
 BLANK = np.full((1, 1, 3), 0.5, dtype=np.float32)  # a print whose colours the compositor replaces
 
 
@@ -29,15 +32,30 @@ def camera_ids(cameras: Sequence[int], count: int) -> torch.Tensor:
     return torch.tensor([cameras[index % len(cameras)] - 1 for index in range(count)])
 
 
+def random_cameras(config: SyntheticConfig, count: int, seed: int) -> list[Camera]:
+    """``count`` new cameras drawn as the data set's are (``make_camera`` with the configuration's cast and
+    noise, any background kind), but from ``seed``: conditions the training cameras never show."""
+    rng = np.random.default_rng(seed)
+    return [make_camera(rng, int(rng.integers(len(WALL_KINDS))), config.camera_cast, config.noise) for _ in range(count)]
+
+
 def training_batch(
     config: SyntheticConfig, pid: int, area: str, cameras: Sequence[int], count: int, seed: int, step: int,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", random: int = 0,
 ) -> tuple[SceneBatch, torch.Tensor]:
     """``count`` fresh renders of ``pid`` with a print on ``area`` through ``cameras`` (each with new view, gait,
-    pose, distance, light, occluders and noise) as a SceneBatch for ``composite``, and their camera ids."""
-    renders = render_wearer(config, pid, Texture(BLANK, AREAS[area]), cameras, count,
-                            stream_seed(seed, OPTIMISE, step), fresh_tracks=True)
-    return stack_scenes([scene for _, scene in renders], device, torch.float32), camera_ids(cameras, count)
+    pose, distance, light, occluders and noise), then ``random`` more through as many new random cameras
+    (``random_cameras``), as a SceneBatch for ``composite``, and their camera ids (the random cameras' ids
+    follow the configuration's, one each)."""
+    blank = Texture(BLANK, AREAS[area])
+    renders = render_wearer(config, pid, blank, cameras, count, stream_seed(seed, OPTIMISE, step), fresh_tracks=True)
+    ids = camera_ids(cameras, count)
+    if random:
+        drawn = random_cameras(config, random, stream_seed(seed, RANDOM_CAMERAS, step, 0))
+        renders += render_wearer(config, pid, blank, range(1, random + 1), random, stream_seed(seed, RANDOM_CAMERAS, step, 1),
+                                 fresh_tracks=True, camera_set=drawn)  # fmt: skip
+        ids = torch.cat([ids, torch.arange(config.cameras, config.cameras + random)])
+    return stack_scenes([scene for _, scene in renders], device, torch.float32), ids
 
 
 def rendered_images(

@@ -29,7 +29,8 @@ class WearSetting:
     steps, renders: Adam steps, and fresh renders of the wearer per step (expectation over transformation);
     lr: Adam's learning rate on W, the texture being T = sigmoid(W);
     tv_weight, print_weight: weights of the total variation and the non-printability in the loss;
-    texture_size: (h, w) texels of the print; eval_renders: queries per camera in the evaluation.
+    texture_size: (h, w) texels of the print; eval_renders: queries per camera in the evaluation;
+    random_cameras: renders per step through new random cameras besides the ``renders`` (camera randomisation).
     """
 
     goal: str = "evade"
@@ -44,6 +45,7 @@ class WearSetting:
     texture_size: tuple[int, int] = (32, 32)
     eval_renders: int = 4
     references: int = 12  # clean renders of the wearer in the training cameras (the loss's references)
+    random_cameras: int = 0
 
     def validate(self, num_cameras: int) -> None:
         """InputError naming the first option out of range, for data with ``num_cameras`` cameras."""
@@ -66,6 +68,8 @@ class WearSetting:
                               ("references", self.references)):  # fmt: skip
             if value < 1:
                 raise InputError(f"{option}: expected an integer >= 1, got {value}")
+        if self.random_cameras < 0:
+            raise InputError(f"--random-cameras: expected an integer >= 0, got {self.random_cameras}")
         if self.renders < len(self.train_cameras):
             raise InputError(f"--renders: expected at least one per training camera ({len(self.train_cameras)}), got {self.renders}")
         for option, value in (("--lr", self.lr), ("--tv-weight", self.tv_weight), ("--print-weight", self.print_weight)):

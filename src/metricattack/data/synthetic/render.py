@@ -135,13 +135,15 @@ def render_wearer(
     count: int,
     seed: int = 0,
     fresh_tracks: bool = False,
+    camera_set: Sequence[Camera] | None = None,
 ) -> list[tuple[Image.Image, PrintScene]]:
     """``count`` renders of ``identity`` (a pid of ``config``) wearing ``texture``, through the 1-based
     ``cameras`` in turn, each with the renderer's own draws (view, gait, pose, distance, light, occluders,
     noise) from its own generator (config.seed, seed, identity, camera, index). The identity walks its
     own track in each camera, as in the data set, or with ``fresh_tracks`` a new one per render (any of
-    the camera's views, either direction)."""
-    known = make_cameras(config)
+    the camera's views, either direction). ``camera_set``: the cameras ``cameras`` number (default: the
+    configuration's), e.g. cameras the data set never had."""
+    known = make_cameras(config) if camera_set is None else list(camera_set)
     if not cameras:
         raise InputError("cameras: expected at least one camera, got none")
     if any(not 1 <= number <= len(known) for number in cameras):
