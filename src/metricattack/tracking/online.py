@@ -140,8 +140,9 @@ def run_tracker(
         boxes, confidences = detections[index].boxes, detections[index].confidences
         corners = box_corners(boxes, width, height)
         tensor = frame_tensor(image, embedder.device)
+        unchanged = None  # the attacker's features of this frame while it is as read: not computed twice
         if index in chosen and len(boxes):
-            view_features = attacker_view.embed(tensor, corners)
+            view_features = unchanged = attacker_view.embed(tensor, corners)
             assigned = view.assign(boxes, confidences, view_features, image)
             if setting.goal == "switch":
                 labels = match_labels(boxes, labelled[index]) if labelled is not None else np.full(len(boxes), -1)
@@ -156,18 +157,20 @@ def run_tracker(
                 image = to_uint8(adversarial)
                 attacked = frame_tensor(image, embedder.device)
                 outcome.ssim += box_ssim(tensor, attacked, corners[targets.detections])
-                tensor = attacked
+                tensor, unchanged = attacked, None
                 outcome.attacked[index] = targets.detections
                 outcome.frames_attacked += 1
                 outcome.boxes_attacked += len(targets.detections)
                 outcome.gradient_passes += counts["gradient_passes"]
                 outcome.forward_passes += counts["forward_passes"]
-        features = embedder.embed(tensor, corners)
-        outputs = tracker.update(boxes, confidences, features, image)
+        def features_of(model: CropEmbedder) -> np.ndarray:
+            return unchanged if unchanged is not None and model is attacker_view else model.embed(tensor, corners)
+
+        outputs = tracker.update(boxes, confidences, features_of(embedder), image)
         outcome.tracks.append(as_frame_boxes(outputs))
         view_tracks = outcome.tracks[-1]
         if mirror is not None:
-            view_tracks = as_frame_boxes(mirror.update(boxes, confidences, source.embed(tensor, corners), image))
+            view_tracks = as_frame_boxes(mirror.update(boxes, confidences, features_of(source), image))
         if on_frame is not None:
             on_frame(index, original, image, outcome.tracks[-1])
     outcome.seconds = time.perf_counter() - start
