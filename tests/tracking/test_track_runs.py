@@ -19,6 +19,7 @@ from metricattack.data.synthetic.scene_render import write_scene  # noqa: E402
 from metricattack.models import load_model  # noqa: E402
 from metricattack.tracking.association import FrameTargets, attack_frame, metric_loss  # noqa: E402
 from metricattack.tracking.embedding import CropEmbedder, box_corners, frame_tensor, to_uint8  # noqa: E402
+from metricattack.tracking.inputs import load_sequence  # noqa: E402
 from metricattack.tracking.online import TRACKER_METRIC, run_tracker  # noqa: E402
 from metricattack.tracking.setting import TrackSetting  # noqa: E402
 from metricattack.attacks.steps import build_step_rule  # noqa: E402
@@ -138,6 +139,25 @@ def test_an_unreadable_video_and_bad_options_stop_with_one_line(tmp_path, capsys
     assert "--pairs" in capsys.readouterr().err
     assert run_cli("--goal", "untargeted", "--budget", "sometimes", "--out", str(tmp_path / "c")) == 2
     assert "--budget" in capsys.readouterr().err
+    for argv in (["--scene-seed", "-1"], ["--scene-seed", "1", "--sequence", str(video)]):
+        assert run_cli(*argv, "--goal", "motion-only", "--out", str(tmp_path / "d")) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and "--scene-seed" in error[0]
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_scene_seed_tracks_the_generators_scene_of_that_seed(scene, monkeypatch):
+    drawn = []
+
+    def cached(config, progress):  # the tiny scene stands in for the full-size one of that seed
+        drawn.append(config)
+        return scene
+
+    monkeypatch.setattr("metricattack.tracking.inputs.cached_scene", cached)
+    bundled = load_sequence(None, None, "auto", 3, False)
+    other = load_sequence(None, None, "auto", 3, False, scene_seed=4)
+    assert drawn == [SceneConfig(), SceneConfig(seed=4)]
+    assert other.name != bundled.name and "seed 4" in other.name  # so a resumed run cannot mix the two
 
 
 def test_a_transfer_attack_runs_a_mirror_tracker_on_the_source_models_features(scene, tmp_path):

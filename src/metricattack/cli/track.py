@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_out(parser, "run folder (default runs/track-<timestamp>)")
     add_resume(parser, "continue the run in --out, skipping finished settings")
     parser.add_argument("--sequence", help="a video file, a folder of frames or a MOTChallenge sequence folder (default: the bundled scene)")
+    parser.add_argument("--scene-seed", type=int, metavar="N",
+                        help="instead of the bundled scene (seed 0), the scene its generator draws from seed N (rendered once, cached)")
     parser.add_argument("--detections", help="a det.txt (MOTChallenge) to use instead of the sequence's own")
     parser.add_argument("--detector", default="auto", choices=DETECTORS,
                         help="auto: the sequence's det.txt if it has one, else HOG; file: a det.txt only; hog: OpenCV's HOG "
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.source_model is not None:
         source = load_reference(args.source_model, device, args).model
         sources[args.source_model] = CropEmbedder(source, source.spec.input_size, device, args.source_model)
-    sequence = load_sequence(args.sequence, args.detections, args.detector, args.frames, progress)
+    sequence = load_sequence(args.sequence, args.detections, args.detector, args.frames, progress, args.scene_seed)
     out_dir = Path(args.out or f"runs/track-{time.strftime('%Y%m%d-%H%M%S')}")
     args.out = str(out_dir)
     print(describe(sequence))

@@ -30,17 +30,23 @@ def first_frames(sequence: Sequence, count: int | None) -> Sequence:
 
 
 def load_sequence(
-    path: str | None, detections: str | None, detector: str, frames: int | None, progress: bool
+    path: str | None, detections: str | None, detector: str, frames: int | None, progress: bool,
+    scene_seed: int | None = None,
 ) -> Sequence:
     """The sequence with its detections in ``sequence.detections``: ``detector`` ``file`` reads ``detections``
-    (or the sequence's own det.txt), ``hog`` runs the HOG detector, ``auto`` takes the file when there is one."""
+    (or the sequence's own det.txt), ``hog`` runs the HOG detector, ``auto`` takes the file when there is one.
+    Without ``path``, the bundled scene, or with ``scene_seed`` the same scene generator's scene of that seed."""
     if detector not in DETECTORS:
         raise InputError(f"--detector must be one of {', '.join(DETECTORS)}, got {detector!r}")
     if detections is not None and detector == "hog":
         raise InputError("--detections names a det.txt: it does not combine with --detector hog")
-    sequence = open_sequence(path if path is not None else cached_scene(SceneConfig(), progress=progress))
+    if scene_seed is not None and (path is not None or scene_seed < 0):
+        given = f"--sequence {path}" if path is not None else f"{scene_seed}"
+        raise InputError(f"--scene-seed: expected a seed >= 0 of the bundled scene's generator, without --sequence; got {given}")
+    config = SceneConfig() if scene_seed is None else SceneConfig(seed=scene_seed)
+    sequence = open_sequence(path if path is not None else cached_scene(config, progress=progress))
     if path is None:
-        sequence.name = f"bundled scene {sequence.name}"
+        sequence.name = f"bundled scene {sequence.name}" if scene_seed is None else f"scene of seed {scene_seed} {sequence.name}"
     if detections is not None:
         sequence.detections = read_detections(detections, sequence.frame_count, sequence.size)
     elif detector == "file" and sequence.detections is None:
