@@ -26,7 +26,7 @@ from conftest import TINY
 
 WEARER = TINY.train_ids + 1  # the first test identity
 SETTING = WearSetting(train_cameras=(1, 2), test_cameras=(3,), steps=25, renders=4, lr=0.3, tv_weight=0.0,
-                      print_weight=0.0, texture_size=(8, 8), eval_renders=2, references=4)  # fmt: skip
+                      print_weight=0.0, texture_size=(8, 8), eval_renders=2, references=4, random_cameras=0)  # fmt: skip
 
 
 def references_for(model, setting: WearSetting) -> References:
@@ -46,6 +46,19 @@ def test_the_evading_margin_by_hand():
     # render 0: own across cameras 2.0 (render 2), nearest impostor 3.0 -> (2 - 3) / 3; render 1: 1.5 vs 2.5;
     # render 2: 1.5 (render 1) vs 1.0 -> (1.5 - 1) / 1 = 0.5, capped at the margin 0.1
     assert torch.allclose(margins, torch.tensor([-1 / 3, -1.0 / 2.5, 0.1]))
+
+
+def test_the_impersonation_margin_by_hand():
+    # renders 0 and 1 (camera 0) and 2 (camera 1) on a line; the target at 5.5; five others (plain euclidean)
+    features = torch.tensor([[0.0], [-1.0], [4.0]])
+    references = References(torch.zeros(1, 1), torch.tensor([0]), target=torch.tensor([[5.5]]),
+                            impostors=torch.tensor([[1.5], [2.0], [2.5], [6.0], [7.0]]))  # fmt: skip
+    objective = WearObjective("impersonate", "euclidean", False, torch.tensor(PRINTABLE), 0.0, 0.0)
+    margins = objective.metric_loss(features, torch.tensor([0, 0, 1]), references)
+    # render 0: target 5.5; others 1.5, 2, 2.5, 4 (render 2; render 1 is in its camera), 6, 7 -> 5th 6: (6 - 5.5) / 6;
+    # render 1: target 6.5; others 2.5, 3, 3.5, 5 (render 2), 7, 8 -> 5th 7: (7 - 6.5) / 7;
+    # render 2: target 1.5; others 4, 5 (renders 0, 1), 2.5, 2, 1.5, 2, 3 -> 5th 3: (3 - 1.5) / 3 = 0.5, capped at 0.1
+    assert torch.allclose(margins, torch.tensor([0.5 / 6, 0.5 / 7, 0.1]))
 
 
 def test_the_loss_goes_down_on_a_tiny_scene(tiny_model):

@@ -49,13 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"fresh renders of the wearer per step (default {defaults.renders})")
     parser.add_argument("--random-cameras", type=nonneg_int, default=defaults.random_cameras, metavar="N",
                         help=f"more renders per step, each through a new random camera (default {defaults.random_cameras})")
-    parser.add_argument("--lr", type=positive_float, default=defaults.lr, help=f"Adam learning rate on W, T = sigmoid(W) (default {defaults.lr})")
+    parser.add_argument("--lr", type=positive_float, default=defaults.lr, help=f"Adam's starting learning rate on W, T = sigmoid(W), decaying to 0 (default {defaults.lr})")
     parser.add_argument("--tv-weight", type=nonneg_float, default=defaults.tv_weight,
                         help=f"weight of the total variation (default {defaults.tv_weight})")
     parser.add_argument("--print-weight", type=nonneg_float, default=defaults.print_weight,
                         help=f"weight of the non-printability score (default {defaults.print_weight})")
     parser.add_argument("--texture-size", type=positive_int, nargs=2, metavar=("H", "W"), default=list(defaults.texture_size),
-                        help="texels of the print (default 32 32)")
+                        help=f"texels of the print (default {defaults.texture_size[0]} {defaults.texture_size[1]})")
     parser.add_argument("--eval-renders", type=positive_int, default=defaults.eval_renders,
                         help=f"renders per camera scored, each query and gallery image (default {defaults.eval_renders})")
     parser.add_argument("--pattern", help="score this print (a PNG of --texture-size texels) instead of optimising one")

@@ -1,4 +1,5 @@
-"""Optimising a print: Adam on W with the texture T = sigmoid(W) (always in [0, 1], no projection), each step
+"""Optimising a print: Adam on W with the texture T = sigmoid(W) (always in [0, 1], no projection), its learning
+rate decaying from ``lr`` to 0 along a half cosine over the steps, each step
 on fresh renders of the wearer from the training cameras, and optionally through new random cameras
 (expectation over transformation, as advPattern's multi-position sampling, plus camera randomisation),
 through the torch compositor and the model."""
@@ -64,6 +65,7 @@ def optimise_pattern(
     generator = torch.Generator().manual_seed(seed)
     weights = (torch.randn((3, *setting.texture_size), generator=generator) * INIT_SCALE).to(device).requires_grad_(True)
     optimiser = torch.optim.Adam([weights], lr=setting.lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, setting.steps)
     history = []
     with frozen(model), tqdm(range(setting.steps), desc=f"pattern {pid}", disable=not progress, leave=False) as bar:
         for step in bar:
@@ -77,6 +79,7 @@ def optimise_pattern(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            schedule.step()
             history.append(parts)
             bar.set_postfix(metric=f"{parts['metric']:.3f}", tv=f"{parts['tv']:.3f}")
     texture = torch.sigmoid(weights.detach()).cpu()

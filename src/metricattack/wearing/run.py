@@ -107,9 +107,10 @@ def wear_one(run: WearRun, pid: int, models: list[NamedModel], galleries: list[F
     else:
         per_camera = max(1, setting.references // len(setting.train_cameras))
         images, cameras = rendered_images(run.config, pid, None, setting.train_cameras, per_camera, run.seed, REFERENCES)
+        others = without(galleries[0], pid) if target is None else without(without(galleries[0], pid), target)
         references = References(render_features(model, images, run.device).to(run.device), cameras.to(run.device),
                                 None if target is None else of_identity(galleries[0], target).to(run.device),
-                                without(galleries[0], pid).features.to(run.device))  # fmt: skip
+                                others.features.to(run.device))  # fmt: skip
         objective = WearObjective(setting.goal, spec.metric, spec.normalize, torch.tensor(PRINTABLE, device=run.device),
                                   setting.tv_weight, setting.print_weight)  # fmt: skip
         optimised = optimise_pattern(model, objective, references, run.config, pid, setting,

@@ -27,7 +27,7 @@ class WearSetting:
     area: where the print sits on the top (``AREAS``: patch on chest and back, or the whole top);
     train_cameras / test_cameras: 1-based cameras optimised on / held out for the evaluation;
     steps, renders: Adam steps, and fresh renders of the wearer per step (expectation over transformation);
-    lr: Adam's learning rate on W, the texture being T = sigmoid(W);
+    lr: Adam's starting learning rate on W (cosine decay to 0), the texture being T = sigmoid(W);
     tv_weight, print_weight: weights of the total variation and the non-printability in the loss;
     texture_size: (h, w) texels of the print; eval_renders: queries per camera in the evaluation;
     random_cameras: renders per step through new random cameras besides the ``renders`` (camera randomisation).
@@ -37,15 +37,15 @@ class WearSetting:
     area: str = "patch"
     train_cameras: tuple[int, ...] = (1, 2, 3)
     test_cameras: tuple[int, ...] = (4, 5, 6)
-    steps: int = 60
-    renders: int = 12
-    lr: float = 0.1
+    steps: int = 150
+    renders: int = 16
+    lr: float = 0.3
     tv_weight: float = 0.05
     print_weight: float = 0.1
-    texture_size: tuple[int, int] = (32, 32)
+    texture_size: tuple[int, int] = (8, 8)
     eval_renders: int = 4
     references: int = 12  # clean renders of the wearer in the training cameras (the loss's references)
-    random_cameras: int = 0
+    random_cameras: int = 8
 
     def validate(self, num_cameras: int) -> None:
         """InputError naming the first option out of range, for data with ``num_cameras`` cameras."""
