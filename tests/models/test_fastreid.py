@@ -12,7 +12,6 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 import torchvision
 import yaml
 
