@@ -43,10 +43,10 @@ def load_sequence(
     if scene_seed is not None and (path is not None or scene_seed < 0):
         given = f"--sequence {path}" if path is not None else f"{scene_seed}"
         raise InputError(f"--scene-seed: expected a seed >= 0 of the bundled scene's generator, without --sequence; got {given}")
-    config = SceneConfig() if scene_seed is None else SceneConfig(seed=scene_seed)
-    sequence = open_sequence(path if path is not None else cached_scene(config, progress=progress))
+    seed = scene_seed or 0  # seed 0 is the bundled scene
+    sequence = open_sequence(path if path is not None else cached_scene(SceneConfig(seed=seed), progress=progress))
     if path is None:
-        sequence.name = f"bundled scene {sequence.name}" if scene_seed is None else f"scene of seed {scene_seed} {sequence.name}"
+        sequence.name = f"bundled scene {sequence.name}" if seed == 0 else f"scene of seed {seed} {sequence.name}"
     if detections is not None:
         sequence.detections = read_detections(detections, sequence.frame_count, sequence.size)
     elif detector == "file" and sequence.detections is None:
